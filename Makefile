@@ -1,0 +1,157 @@
+# imapidled — one GNU Makefile, pkg-config for every library.
+#
+#   make            build everything into build/
+#   make check      install missing Debian packages, build, run every test suite
+#   make demo       start a throwaway Dovecot and show the protocol core at work
+#   make fuzz       libFuzzer on the parser (FUZZ_SECONDS per target, default 60)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make clean
+
+VERSION     := 0.1.0
+
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+DATADIR     ?= $(PREFIX)/share
+DOCDIR      ?= $(DATADIR)/doc/imapidled
+DESTDIR     ?=
+
+B           := build
+PKG_CONFIG  ?= pkg-config
+CC          ?= cc
+CLANG       ?= clang
+
+# Every library the project uses, checked once. The unit-test runner adds check.
+PKGS        := openssl libsystemd libnotify glib-2.0 gmime-3.0
+PKG_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS    := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+SSL_CFLAGS  := $(shell $(PKG_CONFIG) --cflags openssl 2>/dev/null)
+SSL_LIBS    := $(shell $(PKG_CONFIG) --libs openssl 2>/dev/null)
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS  := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+WARNINGS    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
+               -Wmissing-prototypes -Wpointer-arith -Wundef -Wno-unused-parameter
+ifneq ($(CI),)
+WARNINGS    += -Werror
+endif
+
+CFLAGS      ?= -O2 -g
+override CFLAGS   += -std=gnu11 $(WARNINGS) -MMD -MP
+override CPPFLAGS += -Iinclude -D_GNU_SOURCE -DIMAPIDLED_VERSION=\"$(VERSION)\"
+
+# ---------------------------------------------------------------------------
+# The protocol core: pure code, no I/O, no library dependencies. It is linked
+# into everything and compiled again with the fuzzing sanitizers.
+CORE_SRCS   := src/imap-parser.c src/imap-response.c src/imap-utf7.c src/imap-writer.c src/utf8.c
+CORE_OBJS   := $(CORE_SRCS:%.c=$(B)/%.o)
+CORE_LIB    := $(B)/libimapcore.a
+
+# Test support shared by integration tests and the demo: the Dovecot harness
+# wrapper and a small blocking TLS client (the daemon's own non-blocking
+# transport lives in src/).
+TSUP_SRCS   := tests/harness/harness.c tests/support/test-client.c
+TSUP_OBJS   := $(TSUP_SRCS:%.c=$(B)/%.o)
+
+UNIT_SRCS   := tests/check-main.c $(sort $(wildcard tests/test-*.c))
+UNIT_OBJS   := $(UNIT_SRCS:%.c=$(B)/%.o)
+
+IT_SRCS     := $(sort $(wildcard tests/integration/test-*.c))
+IT_BINS     := $(IT_SRCS:tests/integration/%.c=$(B)/%)
+
+HELPER_BINS := $(B)/free-port
+DEMO_BIN    := $(B)/imap-idle-demo
+
+BINS        :=
+
+FUZZ_SRCS   := $(sort $(wildcard fuzz/fuzz-*.c))
+FUZZ_BINS   := $(FUZZ_SRCS:fuzz/%.c=$(B)/fuzz/%)
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS  := -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+               -fno-sanitize-recover=undefined
+
+.PHONY: all deps check check-build check-unit check-integration check-fuzz-smoke \
+        demo fuzz fuzz-build install uninstall clean
+
+all: $(CORE_LIB) $(BINS) $(DEMO_BIN) $(HELPER_BINS)
+
+deps:
+	@scripts/deps.sh
+
+# ---------------------------------------------------------------------------
+$(B)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(B)/tests/%.o: override CFLAGS += $(CHECK_CFLAGS) $(SSL_CFLAGS) -Itests -Itests/support -Itests/harness
+
+$(CORE_LIB): $(CORE_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/test-unit: $(UNIT_OBJS) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
+$(B)/test-%: $(B)/tests/integration/test-%.o $(TSUP_OBJS) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SSL_LIBS)
+
+$(DEMO_BIN): $(B)/tests/support/imap-idle-demo.o $(TSUP_OBJS) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
+
+$(B)/free-port: $(B)/tests/support/free-port.o
+	$(CC) $(LDFLAGS) -o $@ $^
+
+$(B)/fuzz/%: fuzz/%.c $(CORE_SRCS)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
+
+# ---------------------------------------------------------------------------
+# make check: dependencies first, then a fresh make so that pkg-config sees them.
+check: deps
+	@$(MAKE) --no-print-directory check-build
+	@$(MAKE) --no-print-directory check-unit check-integration check-fuzz-smoke
+
+check-build: $(CORE_LIB) $(B)/test-unit $(IT_BINS) $(DEMO_BIN) $(HELPER_BINS) $(FUZZ_BINS)
+
+check-unit: $(B)/test-unit
+	CK_DEFAULT_TIMEOUT=30 $(B)/test-unit
+
+check-integration: $(IT_BINS) $(HELPER_BINS)
+	@set -e; for t in $(IT_BINS); do \
+		echo "== $$t"; IMAPIDLED_SRCDIR=$(CURDIR) IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) \
+		CK_DEFAULT_TIMEOUT=120 $$t; done
+
+# A short fuzz run on every check; `make fuzz` runs longer.
+check-fuzz-smoke: $(FUZZ_BINS)
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+
+fuzz: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do \
+		name=$${f##*/}; name=$${name#fuzz-}; \
+		mkdir -p $(B)/fuzz/corpus-$$name; \
+		echo "== $$f ($(FUZZ_SECONDS)s)"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=1024 \
+			-print_final_stats=1 $(B)/fuzz/corpus-$$name fuzz/corpus/$$name 2>$(B)/fuzz/$$name.log \
+			|| { tail -n 60 $(B)/fuzz/$$name.log; exit 1; }; \
+		grep -E '^stat::(number_of_executed_units|new_units_added)' $(B)/fuzz/$$name.log; \
+	done
+
+fuzz-build: $(FUZZ_BINS)
+
+demo: deps
+	@$(MAKE) --no-print-directory $(DEMO_BIN) $(HELPER_BINS)
+	IMAPIDLED_SRCDIR=$(CURDIR) IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) $(DEMO_BIN)
+
+# ---------------------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR)
+	$(if $(BINS),install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/)
+	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	$(if $(BINS),rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINS))))
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
