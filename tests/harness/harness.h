@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The real-server test harness for C tests: a throwaway Dovecot on 127.0.0.1
+ * (IMAP with STARTTLS, and implicit-TLS IMAPS, certificates from a CA made at
+ * test time) and, on request, a private D-Bus session bus. A thin wrapper: all
+ * the work is done by tests/harness/harness.sh, run with fork/execv (no shell
+ * between us and the arguments). Its stderr passes through to ours.
+ *
+ * The script is found at $IMAPIDLED_SRCDIR/tests/harness/harness.sh; without
+ * IMAPIDLED_SRCDIR, relative to the parent of the directory holding the
+ * running binary (build/test-x -> <repo>), else the current directory. When
+ * IMAPIDLED_BUILDDIR is unset and the binary's directory holds free-port, it is
+ * passed on as IMAPIDLED_BUILDDIR.
+ *
+ * harness_start passes its PID as the owner: if the process dies without
+ * harness_stop (crash, Check timeout, kill -9), a detached guard stops the
+ * servers within about a second and removes the directory. Set
+ * IMAPIDLED_HARNESS_KEEP=1 to keep the directory (logs, mail) after
+ * harness_stop; it says where on stderr.
+ *
+ * Users are user1..userN (N = n_users, 4) with password "pass-<user>".
+ * Dovecot notices deliveries, flag changes and expunges about half a second
+ * after they happen (it batches inotify events), so IDLE tests should wait
+ * for seconds, not milliseconds.
+ *
+ * All functions returning int return >= 0 on success or -errno: -EIO when the
+ * script failed (its message is on stderr), -EPROTO when its output made no
+ * sense. None of them is thread-safe or async-signal-safe.
+ */
+
+#include <limits.h>
+#include <stddef.h>
+
+struct harness {
+        char dir[PATH_MAX];                     /* the temporary directory, removed by harness_stop */
+        char host[64];                          /* "localhost" */
+        int imap_port, imaps_port;              /* 127.0.0.1: plain/STARTTLS, implicit TLS */
+        char ca_file[PATH_MAX];                 /* PEM of the CA that signed the server certificate */
+        char dbus_address[PATH_MAX + 32];       /* empty unless HARNESS_DBUS */
+        unsigned n_users;
+};
+
+enum {
+        HARNESS_DBUS = 1 << 0,  /* also start a private session bus (dbus_address) */
+};
+
+/* Creates a directory under $TMPDIR (default /tmp), starts the servers in it
+ * and fills h. h needs no initialisation; on failure it is left zeroed (so
+ * harness_stop is harmless) and nothing is left running or on disk. */
+int harness_start(struct harness *h, unsigned flags);
+
+/* Stops every server, waits for them and removes the directory. Safe to call
+ * twice and on a zeroed, never-started or failed harness. */
+void harness_stop(struct harness *h);
+
+/* Delivers a generated text/plain UTF-8 message (Date, From, To, Subject,
+ * Message-ID, MIME-Version) with dovecot-lda, as an MTA does. from and subject
+ * are used verbatim: pass RFC 2047 encoded words for non-ASCII subjects. The
+ * mailbox (UTF-8 name) is created when missing. Returns 0. */
+int harness_deliver(struct harness *h, const char *user, const char *mailbox, const char *from,
+                    const char *subject);
+
+/* harness_deliver with a body (NULL: a default line) and the UID the message
+ * got in *ret_uid (0 if Dovecot did not report one). */
+int harness_mail(struct harness *h, const char *user, const char *mailbox, const char *from,
+                 const char *subject, const char *body, unsigned *ret_uid);
+
+/* Delivers message (a complete RFC 5322 message, LF or CRLF line ends) as is.
+ * Returns 0. */
+int harness_deliver_raw(struct harness *h, const char *user, const char *mailbox, const char *message);
+
+/* harness_deliver_raw with the UID in *ret_uid (0 if not reported). */
+int harness_deliver_raw_uid(struct harness *h, const char *user, const char *mailbox, const char *message,
+                            unsigned *ret_uid);
+
+/* Acts as another client (doveadm): expunges the message with that UID.
+ * Returns 0, also when no message had that UID. */
+int harness_expunge(struct harness *h, const char *user, const char *mailbox, unsigned uid);
+
+/* Acts as another client (doveadm): op is "add", "remove" or "replace",
+ * flags a space-separated list such as "\\Seen \\Flagged" or "$Label1". */
+int harness_flags(struct harness *h, const char *user, const char *mailbox, unsigned uid, const char *op,
+                  const char *flags);
+
+/* Creates a mailbox (UTF-8 name, '/' separated). */
+int harness_mkbox(struct harness *h, const char *user, const char *mailbox);
+
+/* Runs doveadm against the harness's Dovecot with the NULL-terminated
+ * arguments that follow out_size, e.g.
+ *   harness_doveadm(h, out, sizeof(out), "fetch", "-u", "user1", "flags",
+ *                   "mailbox", "INBOX", "uid", "1", NULL);
+ * Its stdout goes to out (NUL-terminated, truncated to out_size - 1 bytes;
+ * out may be NULL if out_size is 0). Returns the length of the output. */
+int harness_doveadm(struct harness *h, char *out, size_t out_size, ...) __attribute__((sentinel));
+
+/* Writes "pass-<user>" to buf and returns buf; NULL if it does not fit. */
+const char *harness_password(const struct harness *h, const char *user, char *buf, size_t size);

@@ -1,0 +1,817 @@
+#!/usr/bin/env bash
+# harness.sh — a throwaway, loopback-only Dovecot (and optionally a private D-Bus
+# session bus) for imapidled's integration tests. This script is the single
+# implementation of the harness; tests/harness/harness.c only runs it.
+#
+#   harness.sh start DIR [--owner PID] [--remove-on-owner-exit] [--dbus] [--users N]
+#   harness.sh stop DIR [--remove]
+#   harness.sh deliver DIR USER MAILBOX            < message
+#   harness.sh mail DIR USER MAILBOX FROM SUBJECT [BODY]
+#   harness.sh expunge DIR USER MAILBOX UID
+#   harness.sh flags DIR USER MAILBOX UID add|remove|replace FLAGS
+#   harness.sh mkbox DIR USER MAILBOX
+#   harness.sh doveadm DIR ARGS...
+#   harness.sh capability DIR [--pre-login] [USER]
+#
+# start prints KEY=VALUE lines on stdout (HOST, IMAP_PORT, IMAPS_PORT, CA_FILE,
+# USERS, with --dbus also DBUS_SESSION_BUS_ADDRESS and DBUS_SERVICE_DIR for
+# activation files, DIR); readers ignore keys they do not know. Everything lives under DIR, so harnesses run in parallel do not
+# collide; ports come from build/free-port, never fixed ones.
+#
+# Users are user1..userN with password pass-userI. As root each user has its own
+# uid (Dovecot refuses root mail processes, and inotify allows only 128 instances
+# per uid); otherwise Dovecot runs rootless and every user is the caller.
+#
+# Environment: IMAPIDLED_BUILDDIR (default <repo>/build) locates free-port.
+set -euo pipefail
+
+PATH=$PATH:/usr/sbin:/sbin
+SELF=$(readlink -f -- "${BASH_SOURCE[0]}")
+REPO=$(dirname -- "$(dirname -- "$(dirname -- "$SELF")")")
+BUILDDIR=${IMAPIDLED_BUILDDIR:-$REPO/build}
+FREE_PORT=$BUILDDIR/free-port
+DOVECOT_LDA=/usr/lib/dovecot/dovecot-lda
+# Set in the environment of dbus-daemon, and so of the services it activates:
+# `stop` finds them by it. (Dovecot overwrites its environment block with its
+# process titles, so its processes are found by command line instead.)
+MARKER=IMAPIDLED_HARNESS_DIR
+# The file that says "a harness lives here"; stop --remove deletes nothing else.
+STAMP=.imapidled-harness
+READY_TIMEOUT=10
+STOP_TIMEOUT=5
+
+die() {
+	printf 'harness: %s\n' "$*" >&2
+	exit 1
+}
+
+# usage [STATUS]: the synopsis, on stdout for --help, else on stderr.
+usage() {
+	local status=${1-2}
+	if ((status == 0)); then
+		sed -n '/^#   harness.sh start/,/^#   harness.sh capability/s/^#//p' "$SELF"
+	else
+		sed -n '/^#   harness.sh start/,/^#   harness.sh capability/s/^#//p' "$SELF" >&2
+	fi
+	exit "$status"
+}
+
+now_ms() {
+	local t=${EPOCHREALTIME/[.,]/}
+	echo $((t / 1000))
+}
+
+# The absolute, symlink-free path of an existing directory. Dovecot settings
+# are written unquoted and '%' starts a Dovecot variable, so only a plain path
+# is accepted.
+resolve_dir() {
+	local d
+	[[ -d $1 ]] || die "$1: no such directory"
+	d=$(cd -- "$1" && pwd -P) || die "$1: cannot enter"
+	[[ $d =~ ^/[A-Za-z0-9/._+-]*$ ]] ||
+		die "$d: only letters, digits and / . _ + - are allowed in the harness path"
+	printf '%s\n' "$d"
+}
+
+# "STATE STARTTIME" of a process, from /proc/PID/stat; fails if there is none.
+proc_stat() {
+	local s
+	s=$(<"/proc/$1/stat") 2>/dev/null || return 1
+	s=${s##*) }
+	local -a f
+	read -r -a f <<<"$s"
+	printf '%s %s\n' "${f[0]}" "${f[19]}"
+}
+
+# A process is alive when it exists and is not a zombie (PID 1 of a container
+# may never reap what it inherits).
+proc_alive() {
+	local st
+	[[ $1 =~ ^[0-9]+$ ]] || return 1
+	st=$(proc_stat "$1") || return 1
+	[[ ${st%% *} != Z ]]
+}
+
+# Close every inherited descriptor above 2: a daemon that kept the caller's
+# stdout pipe open would make a reader of start's output wait forever.
+close_fds() {
+	local fd
+	for fd in /proc/"$BASHPID"/fd/*; do
+		fd=${fd##*/}
+		if ((fd > 2 && fd != 255)); then
+			eval "exec $fd>&-" 2>/dev/null || true
+		fi
+	done
+}
+
+require_harness() {
+	[[ -f $1/$STAMP && -f $1/dovecot.conf ]] || die "$1: not a harness directory (run start first)"
+}
+
+# ---------------------------------------------------------------------------
+# start
+
+gen_tls() {
+	local t=$1/tls
+	mkdir -p "$t"
+	cat >"$t/openssl.cnf" <<-'EOF'
+	[req]
+	distinguished_name = dn
+	prompt = no
+	[dn]
+	CN = imapidled harness CA
+	[v3_ca]
+	basicConstraints = critical, CA:TRUE
+	keyUsage = critical, keyCertSign, cRLSign
+	subjectKeyIdentifier = hash
+	[v3_server]
+	basicConstraints = critical, CA:FALSE
+	keyUsage = critical, digitalSignature
+	extendedKeyUsage = serverAuth
+	subjectAltName = DNS:localhost, IP:127.0.0.1
+	subjectKeyIdentifier = hash
+	authorityKeyIdentifier = keyid
+	EOF
+	{
+		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$t/ca.key" &&
+		openssl req -config "$t/openssl.cnf" -x509 -new -key "$t/ca.key" -sha256 -days 7 \
+			-subj "/CN=imapidled harness CA" -extensions v3_ca -out "$t/ca.pem" &&
+		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$t/server.key" &&
+		openssl req -config "$t/openssl.cnf" -new -key "$t/server.key" -subj "/CN=localhost" \
+			-out "$t/server.csr" &&
+		openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" \
+			-set_serial "0x$(openssl rand -hex 8)" -days 7 -sha256 \
+			-extfile "$t/openssl.cnf" -extensions v3_server -out "$t/server.pem" &&
+		openssl genpkey -genparam -algorithm DH -pkeyopt dh_param:ffdhe2048 -out "$t/dh.pem"
+	} >"$t/openssl.log" 2>&1 || { cat "$t/openssl.log" >&2; die "generating TLS material failed"; }
+	# The master reads the key as root (or as the rootless caller).
+	chmod 0600 "$t/ca.key" "$t/server.key"
+}
+
+# Fills USER_UID_BASE; writes DIR/passwd and the mail homes.
+gen_users() {
+	local dir=$1 n=$2 i uid gid home crc
+	: >"$dir/passwd"
+	if ((EUID == 0)); then
+		# Each harness gets its own block of uids in 20000..59999 (inside the
+		# 65536 ids a container's user namespace usually maps), picked by a hash
+		# of its path, so parallel harnesses rarely share inotify instances.
+		local block=$((((n + 99) / 100) * 100))
+		crc=$(printf '%s' "$dir" | cksum)
+		crc=${crc%% *}
+		USER_UID_BASE=$((20000 + (crc % (40000 / block)) * block))
+	else
+		USER_UID_BASE=$(id -u)
+	fi
+	mkdir -p "$dir/mail"
+	for ((i = 1; i <= n; i++)); do
+		home=$dir/mail/user$i
+		if ((EUID == 0)); then
+			uid=$((USER_UID_BASE + i))
+			gid=$uid
+		else
+			uid=$(id -u)
+			gid=$(id -g)
+		fi
+		mkdir -p "$home/Maildir"
+		if ((EUID == 0)); then
+			chown -R "$uid:$gid" "$home" || die "cannot give $home to uid $uid (user namespace?)"
+		fi
+		chmod 0700 "$home"
+		# user:password:uid:gid:(gecos):home:(shell):extra
+		printf 'user%d:{PLAIN}pass-user%d:%d:%d::%s::\n' "$i" "$i" "$uid" "$gid" "$home" >>"$dir/passwd"
+	done
+	chmod 0644 "$dir/passwd"
+}
+
+write_dovecot_conf() {
+	local dir=$1 imap_port=$2 imaps_port=$3 identity first_uid
+	if ((EUID == 0)); then
+		first_uid=$((USER_UID_BASE + 1))
+		identity="default_internal_user = dovecot
+default_internal_group = dovecot
+default_login_user = dovenull"
+	else
+		first_uid=$(id -u)
+		# Rootless Dovecot: every process is the caller, nothing can chroot.
+		identity="default_internal_user = $(id -un)
+default_internal_group = $(id -gn)
+default_login_user = $(id -un)
+service anvil {
+  chroot =
+}
+service imap-login {
+  chroot =
+}
+service aggregator {
+  chroot =
+}"
+	fi
+	cat >"$dir/dovecot.conf" <<EOF
+# Generated by tests/harness/harness.sh for one test run; nothing is read from
+# /etc/dovecot. Started with: dovecot -c $dir/dovecot.conf
+base_dir = $dir/run
+state_dir = $dir/state
+# The instance name shows in every process title ("dovecot-$dir/imap"): that
+# is how stop and the tests find this harness's processes.
+instance_name = $dir
+log_path = $dir/dovecot.log
+info_log_path = $dir/dovecot.log
+$identity
+first_valid_uid = $first_uid
+last_valid_uid = 0
+
+protocols = imap
+listen = 127.0.0.1
+login_greeting = imapidled harness ready.
+
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $imap_port
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $imaps_port
+    ssl = yes
+  }
+  process_limit = 1000
+}
+service imap {
+  process_limit = 1000
+}
+# Room for every login process above (Dovecot warns otherwise).
+service auth {
+  client_limit = 2200
+}
+service anvil {
+  client_limit = 2200
+  # No auth penalty: after a failed login, every login from 127.0.0.1 would
+  # be held back for seconds (login_trusted_networks does not lift it in
+  # 2.3.19). An unusable socket makes the auth process switch penalties off.
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+
+# TLS: implicit on the imaps listener, STARTTLS offered on the imap listener.
+# ssl = yes (not required) and disable_plaintext_auth = no let tests also log
+# in with tls = none; acceptable only because both listeners are loopback-only.
+ssl = yes
+ssl_cert = <$dir/tls/server.pem
+ssl_key = <$dir/tls/server.key
+ssl_dh = <$dir/tls/dh.pem
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+# Tests that try a wrong password should not wait the default 2 s (Dovecot
+# still answers a failure only on its next 0.5 s tick).
+auth_failure_delay = 0
+auth_verbose = yes
+
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $dir/passwd
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u $dir/passwd
+}
+
+# LAYOUT=fs: one maildir per mailbox below ~/Maildir (INBOX is ~/Maildir), so
+# names may contain '.', unlike the default Maildir++ layout.
+mail_location = maildir:~/Maildir:LAYOUT=fs
+namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Drafts {
+    special_use = \\Drafts
+  }
+  mailbox Junk {
+    special_use = \\Junk
+  }
+  mailbox Sent {
+    special_use = \\Sent
+  }
+  mailbox Trash {
+    special_use = \\Trash
+  }
+}
+# Many IDLE sessions per user from 127.0.0.1 (default 10).
+mail_max_userip_connections = 1000
+# Throwaway mail: speed over durability.
+mail_fsync = never
+# IDLE, NOTIFY, CONDSTORE, QRESYNC ... come with the default imap_capability.
+
+protocol lda {
+  postmaster_address = postmaster@localhost
+  lda_mailbox_autocreate = yes
+  lda_mailbox_autosubscribe = yes
+  # Report the UID of each delivered message on dovecot-lda's stderr.
+  mail_plugins = \$mail_plugins notify mail_log
+  log_path = /dev/stderr
+  info_log_path = /dev/stderr
+}
+plugin {
+  mail_log_events = save
+  mail_log_fields = uid box msgid
+}
+EOF
+}
+
+# Starts the master; returns 2 when a port was taken (the caller retries).
+launch_dovecot() {
+	local dir=$1 rc=0
+	: >"$dir/dovecot.start.log"
+	(
+		close_fds
+		exec setsid dovecot -c "$dir/dovecot.conf"
+	) </dev/null >>"$dir/dovecot.start.log" 2>&1 || rc=$?
+	if ((rc == 0)); then
+		return 0
+	fi
+	if grep -qs 'Address already in use' "$dir/dovecot.start.log" "$dir/dovecot.log"; then
+		return 2
+	fi
+	cat "$dir/dovecot.start.log" >&2
+	tail -n 20 "$dir/dovecot.log" >&2 2>/dev/null || true
+	die "dovecot failed to start (exit $rc)"
+}
+
+write_dbus_conf() {
+	local dir=$1
+	mkdir -p "$dir/dbus-services"
+	cat >"$dir/dbus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<!-- Generated by tests/harness/harness.sh: a private session bus for one test run. -->
+<busconfig>
+  <type>session</type>
+  <keep_umask/>
+  <listen>unix:path=$dir/bus</listen>
+  <pidfile>$dir/dbus.pid</pidfile>
+  <auth>EXTERNAL</auth>
+  <servicedir>$dir/dbus-services</servicedir>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+EOF
+}
+
+launch_dbus() {
+	local dir=$1 deadline pid
+	write_dbus_conf "$dir"
+	: >"$dir/dbus.address"
+	(
+		close_fds
+		export "$MARKER=$dir"
+		exec setsid dbus-daemon --config-file="$dir/dbus.conf" --nofork --nosyslog \
+			--print-address=3 3>"$dir/dbus.address"
+	) </dev/null >>"$dir/dbus.log" 2>&1 &
+	pid=$!
+	deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+	until [[ -s $dir/dbus.address && -s $dir/dbus.pid ]]; do
+		if ! proc_alive "$pid"; then
+			cat "$dir/dbus.log" >&2 || true
+			die "dbus-daemon exited while starting"
+		fi
+		if (($(now_ms) > deadline)); then
+			cat "$dir/dbus.log" >&2 || true
+			die "dbus-daemon did not come up within ${READY_TIMEOUT}s"
+		fi
+		sleep 0.02
+	done
+	DBUS_ADDRESS=$(head -n 1 "$dir/dbus.address")
+}
+
+# The IMAP greeting on a plain connection.
+probe_plain() {
+	local fd line=
+	exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+	IFS= read -r -t 2 line <&"$fd" || true
+	{ printf 'a LOGOUT\r\n' >&"$fd"; } 2>/dev/null || true
+	exec {fd}>&-
+	[[ $line == "* OK"* ]]
+}
+
+# s_client over implicit TLS, verifying the certificate chain and the host name.
+# Commands come from stdin; output is the server's side of the conversation.
+tls_session() {
+	local dir=$1 port=$2
+	timeout 10 openssl s_client -connect "127.0.0.1:$port" -servername localhost \
+		-verify_hostname localhost -CAfile "$dir/tls/ca.pem" -verify_return_error \
+		-quiet -crlf 2>"$dir/tmp/s_client.$BASHPID.err"
+}
+
+probe_tls() {
+	local out
+	out=$(printf 'a LOGOUT\n' | tls_session "$1" "$2") || true
+	[[ $out == "* OK"* ]]
+}
+
+wait_ready() {
+	local dir=$1 imap_port=$2 imaps_port=$3 deadline plain_ok=0 tls_ok=0
+	deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+	while :; do
+		if ((!plain_ok)) && probe_plain "$imap_port" 2>/dev/null; then
+			plain_ok=1
+		fi
+		if ((plain_ok && !tls_ok)) && probe_tls "$dir" "$imaps_port"; then
+			tls_ok=1
+		fi
+		((plain_ok && tls_ok)) && break
+		if (($(now_ms) > deadline)); then
+			{
+				echo "harness: Dovecot did not greet on 127.0.0.1:$imap_port (ok=$plain_ok)" \
+					"and 127.0.0.1:$imaps_port (ok=$tls_ok) within ${READY_TIMEOUT}s;" \
+					"last s_client error and dovecot.log:"
+				cat "$dir"/tmp/s_client.*.err 2>/dev/null | tail -n 5
+				tail -n 30 "$dir/dovecot.log" 2>/dev/null
+			} >&2
+			exit 1
+		fi
+		sleep 0.05
+	done
+	rm -f "$dir"/tmp/s_client.*.err
+}
+
+# Runs detached; stops the harness once the owner is gone (or replaced: the
+# start time in /proc/PID/stat must stay the same).
+cmd_guard() {
+	local dir=$1 owner=$2 started=$3 remove=$4 st
+	while st=$(proc_stat "$owner") && [[ ${st%% *} != Z && ${st#* } == "$started" ]]; do
+		sleep 1
+	done
+	echo "harness: owner $owner is gone, stopping $dir"
+	if [[ $remove == 1 ]]; then
+		exec "$SELF" stop "$dir" --remove
+	fi
+	exec "$SELF" stop "$dir"
+}
+
+launch_guard() {
+	local dir=$1 owner=$2 remove=$3 st
+	st=$(proc_stat "$owner") || die "--owner $owner: no such process"
+	(
+		close_fds
+		exec setsid bash "$SELF" _guard "$dir" "$owner" "${st#* }" "$remove"
+	) </dev/null >>"$dir/guard.log" 2>&1 &
+	# setsid execs in place (the subshell is no group leader), so $! is the guard.
+	echo "$!" >"$dir/guard.pid"
+}
+
+START_DIR=
+START_DONE=0
+start_cleanup() {
+	if ((!START_DONE)) && [[ -n $START_DIR ]]; then
+		echo "harness: start failed, stopping what was started in $START_DIR" >&2
+		"$SELF" stop "$START_DIR" >&2 || true
+	fi
+}
+
+cmd_start() {
+	local dir='' owner='' dbus=0 users=4 remove=0 attempt rc ports imap_port imaps_port
+	while (($#)); do
+		case $1 in
+		--owner) owner=${2-}; shift 2 || usage ;;
+		--owner=*) owner=${1#*=}; shift ;;
+		--remove-on-owner-exit) remove=1; shift ;;
+		--dbus) dbus=1; shift ;;
+		--users) users=${2-}; shift 2 || usage ;;
+		--users=*) users=${1#*=}; shift ;;
+		-*) die "start: unknown option $1" ;;
+		*) [[ -z $dir ]] || usage; dir=$1; shift ;;
+		esac
+	done
+	[[ -n $dir ]] || usage
+	if ! [[ $users =~ ^[0-9]+$ ]] || ((users < 1 || users > 999)); then
+		die "--users must be 1..999"
+	fi
+	[[ -z $owner || $owner =~ ^[0-9]+$ ]] || die "--owner needs a PID"
+	[[ -x $FREE_PORT ]] || die "$FREE_PORT missing: run 'make build/free-port' (or set IMAPIDLED_BUILDDIR)"
+
+	if [[ ! -e $dir ]]; then
+		(umask 022 && mkdir -p -- "$dir") || die "$dir: cannot create"
+	fi
+	dir=$(resolve_dir "$dir")
+	[[ -z $(ls -A -- "$dir") ]] || die "$dir: not empty"
+	# Unix socket paths (DIR/run/login/imap-urlauth ...) must fit in 108 bytes.
+	((${#dir} <= 72)) || die "$dir: longer than 72 characters, too long for Dovecot's sockets (use a shorter TMPDIR)"
+	# mktemp -d makes 0700; the mail uids and Dovecot's own users must get in.
+	chmod 0755 "$dir"
+	if ((EUID == 0)); then
+		local p=$dir
+		while p=$(dirname -- "$p") && [[ $p != / ]]; do
+			(($(stat -c '0%a' -- "$p") & 1)) ||
+				die "$p is not searchable by other users; Dovecot's mail uids cannot reach $dir (use TMPDIR=/tmp)"
+		done
+	fi
+	touch "$dir/$STAMP"
+	mkdir -p "$dir/run" "$dir/state" "$dir/tmp"
+	START_DIR=$dir
+	trap start_cleanup EXIT
+
+	# The guard comes first: if the owner dies while we are starting, it cleans up.
+	if [[ -n $owner ]]; then
+		launch_guard "$dir" "$owner" "$remove"
+	fi
+
+	gen_tls "$dir"
+	gen_users "$dir" "$users"
+
+	# Another process may grab a port between free-port and Dovecot's bind():
+	# the first attempt and up to three retries with fresh ports.
+	for attempt in 1 2 3 4; do
+		ports=$("$FREE_PORT" 2) || die "free-port failed"
+		imap_port=${ports%%$'\n'*}
+		imaps_port=${ports##*$'\n'}
+		write_dovecot_conf "$dir" "$imap_port" "$imaps_port"
+		rc=0
+		launch_dovecot "$dir" || rc=$?
+		((rc == 0)) && break
+		echo "harness: port $imap_port or $imaps_port was taken (attempt $attempt of 4)" >&2
+		"$SELF" stop "$dir" --keep-guard >&2 || true
+		mv -f "$dir/dovecot.log" "$dir/dovecot.log.$attempt" 2>/dev/null || true
+		((attempt < 4)) || die "could not bind free ports in 4 attempts"
+	done
+
+	if ((dbus)); then
+		launch_dbus "$dir"
+	fi
+	wait_ready "$dir" "$imap_port" "$imaps_port"
+
+	START_DONE=1
+	echo "HOST=localhost"
+	echo "IMAP_PORT=$imap_port"
+	echo "IMAPS_PORT=$imaps_port"
+	echo "CA_FILE=$dir/tls/ca.pem"
+	echo "USERS=$users"
+	if ((dbus)); then
+		echo "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDRESS"
+		echo "DBUS_SERVICE_DIR=$dir/dbus-services"
+	fi
+	echo "DIR=$dir"
+}
+
+# ---------------------------------------------------------------------------
+# stop
+
+# The running processes of the harness in DIR, one "PID KIND" a line, KIND being
+# master, log (Dovecot's log process), child (any other Dovecot process),
+# dbus, guard or marked (started by the private bus). Dovecot's processes are
+# recognised by their titles, which carry the instance name, i.e. DIR; the
+# caller itself is never listed.
+harness_procs() {
+	local dir=$1 f pid kind
+	local -a argv
+	for f in /proc/[0-9]*/cmdline; do
+		pid=${f#/proc/}
+		pid=${pid%/cmdline}
+		[[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+		{ mapfile -d "" -t argv <"$f"; } 2>/dev/null || continue
+		((${#argv[@]})) || continue # kernel threads and zombies have none
+		case ${argv[0]} in
+		"dovecot-$dir/log") kind=log ;;
+		"dovecot-$dir/"*) kind=child ;;
+		dovecot | */dovecot)
+			[[ ${argv[1]-} == -c && ${argv[2]-} == "$dir/dovecot.conf" ]] || continue
+			kind=master
+			;;
+		dbus-daemon | */dbus-daemon)
+			[[ ${argv[1]-} == "--config-file=$dir/dbus.conf" ]] || continue
+			kind=dbus
+			;;
+		bash | */bash)
+			[[ ${argv[1]-} == "$SELF" && ${argv[2]-} == _guard && ${argv[3]-} == "$dir" ]] || continue
+			kind=guard
+			;;
+		*)
+			grep -qzxF -- "$MARKER=$dir" "/proc/$pid/environ" 2>/dev/null || continue
+			kind=marked
+			;;
+		esac
+		proc_alive "$pid" && echo "$pid $kind"
+	done
+	return 0
+}
+
+cmd_stop() {
+	local dir='' remove=0 keep_guard=0 deadline procs pid kind killed=0
+	local -a all
+	local -A sent=()
+	while (($#)); do
+		case $1 in
+		--remove) remove=1; shift ;;
+		--keep-guard) keep_guard=1; shift ;; # start's retry: the guard stays
+		-*) die "stop: unknown option $1" ;;
+		*) [[ -z $dir ]] || usage; dir=$1; shift ;;
+		esac
+	done
+	[[ -n $dir ]] || usage
+	[[ -d $dir ]] || return 0
+	dir=$(resolve_dir "$dir")
+	deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
+
+	# Everything gets SIGTERM at once: the master alone would end its children
+	# but then wait a fixed second for its log process and IDLE sessions. The
+	# guard leads its own process group (its sleep goes too). A guard running
+	# us exec'd us (same PID: never listed); start's retry keeps the guard.
+	while :; do
+		procs=$(harness_procs "$dir")
+		all=()
+		while read -r pid kind; do
+			[[ -n $pid ]] || continue
+			[[ $kind == guard ]] && { [[ $pid == "$PPID" ]] || ((keep_guard)); } && continue
+			all+=("$pid")
+			[[ -n ${sent[$pid]-} ]] && continue
+			if [[ $kind == guard ]]; then
+				kill -TERM -- "-$pid" 2>/dev/null || true
+			fi
+			kill -TERM "$pid" 2>/dev/null || true
+			sent[$pid]=1
+		done <<<"$procs"
+		((${#all[@]})) || break
+		# A master whose processes are all gone only sits out a fixed one-second
+		# sleep before it exits; it has nothing left to clean up.
+		if [[ $(cut -d' ' -f2 <<<"$procs" | sort -u) == master ]]; then
+			kill -KILL "${all[@]}" 2>/dev/null || true
+		fi
+		if (($(now_ms) > deadline)); then
+			if ((killed)); then
+				die "processes survived SIGKILL: ${all[*]}"
+			fi
+			echo "harness: still running after ${STOP_TIMEOUT}s, killing: ${all[*]}" >&2
+			kill -KILL "${all[@]}" 2>/dev/null || true
+			killed=1
+			deadline=$(($(now_ms) + 1000))
+		fi
+		sleep 0.02
+	done
+	rm -f "$dir/guard.pid" "$dir/dbus.pid"
+
+	if ((remove)); then
+		[[ -f $dir/$STAMP ]] || die "$dir: no $STAMP, refusing to remove it"
+		rm -rf -- "$dir"
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# acting on the mail store
+
+doveadm_in() {
+	local dir=$1
+	shift
+	doveadm -c "$dir/dovecot.conf" "$@"
+}
+
+cmd_deliver() {
+	(($# == 3)) || usage
+	local dir user=$2 mailbox=$3 msg err rc=0 uid box
+	dir=$(resolve_dir "$1")
+	require_harness "$dir"
+	msg=$(mktemp "$dir/tmp/deliver.XXXXXX")
+	err=$msg.err
+	cat >"$msg"
+	# As root dovecot-lda looks the user up through auth-userdb and switches to
+	# the user's uid itself, the way an MTA runs it.
+	"$DOVECOT_LDA" -c "$dir/dovecot.conf" -d "$user" -m "$mailbox" <"$msg" 2>"$err" || rc=$?
+	if ((rc != 0)); then
+		cat "$err" >&2
+		rm -f "$msg" "$err"
+		case $rc in
+		67) die "dovecot-lda: unknown user $user" ;;
+		75) die "dovecot-lda: temporary failure delivering to $user/$mailbox" ;;
+		*) die "dovecot-lda exited with $rc delivering to $user/$mailbox" ;;
+		esac
+	fi
+	# mail_log: "lda(user1)<...>: Info: save: box=INBOX, uid=3, msgid=<...>"
+	box=$(sed -n 's/.*: save: box=\(.*\), uid=[0-9]*, msgid=.*/\1/p' "$err" | tail -n 1)
+	uid=$(sed -n 's/.*: save: box=.*, uid=\([0-9][0-9]*\), msgid=.*/\1/p' "$err" | tail -n 1)
+	# The rest of lda's log goes where the server's goes; trouble also to stderr.
+	grep -v ': save: ' "$err" >>"$dir/dovecot.log" || true
+	grep -E ': (Warning|Error|Fatal|Panic): ' "$err" >&2 || true
+	# Like an MTA's delivery, lda falls back to INBOX when it cannot store into
+	# the mailbox asked for; a test wants to hear about that.
+	if [[ -n $box && $box != "$mailbox" ]] && ! [[ ${box^^} == INBOX && ${mailbox^^} == INBOX ]]; then
+		grep -F 'save failed' "$err" >&2 || true
+		rm -f "$msg" "$err"
+		die "dovecot-lda stored the message in $box (UID $uid), not in $mailbox"
+	fi
+	rm -f "$msg" "$err"
+	[[ -z $uid ]] || echo "$uid"
+}
+
+cmd_mail() {
+	(($# == 5 || $# == 6)) || usage
+	local dir=$1 user=$2 mailbox=$3 from=$4 subject=$5 body=${6-This is a test message.}
+	local msgid
+	[[ $from$subject != *[$'\r\n']* ]] || die "mail: FROM and SUBJECT must be one line (fold or encode them)"
+	msgid="<$(date +%s%N).$$.$RANDOM@imapidled-harness.localhost>"
+	printf '%s\n' \
+		"Date: $(LC_ALL=C date -R)" \
+		"From: $from" \
+		"To: <$user@localhost>" \
+		"Subject: $subject" \
+		"Message-ID: $msgid" \
+		"MIME-Version: 1.0" \
+		"Content-Type: text/plain; charset=UTF-8" \
+		"Content-Transfer-Encoding: 8bit" \
+		"" \
+		"$body" | cmd_deliver "$dir" "$user" "$mailbox"
+}
+
+cmd_expunge() {
+	(($# == 4)) || usage
+	local dir
+	dir=$(resolve_dir "$1")
+	require_harness "$dir"
+	[[ $4 =~ ^[0-9]+$ ]] || die "expunge: UID must be a number"
+	doveadm_in "$dir" expunge -u "$2" mailbox "$3" uid "$4"
+}
+
+cmd_flags() {
+	(($# == 6)) || usage
+	local dir
+	dir=$(resolve_dir "$1")
+	require_harness "$dir"
+	[[ $4 =~ ^[0-9]+$ ]] || die "flags: UID must be a number"
+	case $5 in
+	add | remove | replace) ;;
+	*) die "flags: operation must be add, remove or replace" ;;
+	esac
+	doveadm_in "$dir" flags "$5" -u "$2" "$6" mailbox "$3" uid "$4"
+}
+
+cmd_mkbox() {
+	(($# == 3)) || usage
+	local dir
+	dir=$(resolve_dir "$1")
+	require_harness "$dir"
+	doveadm_in "$dir" mailbox create -u "$2" "$3"
+}
+
+cmd_doveadm() {
+	(($# >= 1)) || usage
+	local dir
+	dir=$(resolve_dir "$1")
+	require_harness "$dir"
+	shift
+	doveadm_in "$dir" "$@"
+}
+
+cmd_capability() {
+	local dir='' user=user1 pre=0 port out line
+	while (($#)); do
+		case $1 in
+		--pre-login) pre=1; shift ;;
+		-*) die "capability: unknown option $1" ;;
+		*)
+			if [[ -z $dir ]]; then dir=$1; else user=$1; fi
+			shift
+			;;
+		esac
+	done
+	[[ -n $dir ]] || usage
+	dir=$(resolve_dir "$dir")
+	require_harness "$dir"
+	port=$(sed -n '/inet_listener imaps/,/}/s/^ *port = \([0-9]*\)$/\1/p' "$dir/dovecot.conf")
+	if ((pre)); then
+		out=$(printf 'a CAPABILITY\nb LOGOUT\n' | tls_session "$dir" "$port") || true
+	else
+		out=$(printf 'a LOGIN %s pass-%s\nb CAPABILITY\nc LOGOUT\n' "$user" "$user" |
+			tls_session "$dir" "$port") || true
+	fi
+	rm -f "$dir"/tmp/s_client.*.err
+	while IFS= read -r line; do
+		line=${line%$'\r'}
+		if [[ $line == "* CAPABILITY "* ]]; then
+			printf '%s\n' "$line"
+			return 0
+		fi
+	done <<<"$out"
+	printf '%s\n' "$out" >&2
+	die "no CAPABILITY response from 127.0.0.1:$port"
+}
+
+# ---------------------------------------------------------------------------
+
+(($# >= 1)) || usage
+cmd=$1
+shift
+case $cmd in
+start) cmd_start "$@" ;;
+stop) cmd_stop "$@" ;;
+deliver) cmd_deliver "$@" ;;
+mail) cmd_mail "$@" ;;
+expunge) cmd_expunge "$@" ;;
+flags) cmd_flags "$@" ;;
+mkbox) cmd_mkbox "$@" ;;
+doveadm) cmd_doveadm "$@" ;;
+capability) cmd_capability "$@" ;;
+_guard) cmd_guard "$@" ;;
+-h | --help | help) usage 0 ;;
+*) die "unknown command '$cmd' (try --help)" ;;
+esac
