@@ -1,11 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+/* One Check suite per module, defined in tests/test-<module>.c as
+ * "Suite *<module>_suite(void)"; the Makefile collects them into
+ * build/suites-gen.h for tests/check-main.c. */
 #include <check.h>
-
-/* One Check suite per module; tests/check-main.c runs them all.
- * Run one with CK_RUN_SUITE=imap-parser build/test-unit. */
-Suite *imap_parser_suite(void);
-Suite *imap_writer_suite(void);
-Suite *imap_utf7_suite(void);
-Suite *utf8_suite(void);
