@@ -15,6 +15,20 @@ DATADIR     ?= $(PREFIX)/share
 DOCDIR      ?= $(DATADIR)/doc/imapidled
 DESTDIR     ?=
 
+# Where the user unit, the D-Bus activation file and the interface XML go. pkg-config says where
+# the distribution wants them, which is right for PREFIX=/usr only; any other PREFIX keeps them
+# under itself (the systemd user manager and dbus-daemon search /usr/local as well).
+pkgvar       = $(or $(shell $(PKG_CONFIG) --variable=$(1) $(2) 2>/dev/null),$(3))
+ifeq ($(PREFIX),/usr)
+SYSTEMD_USER_UNIT_DIR ?= $(call pkgvar,systemduserunitdir,systemd,$(PREFIX)/lib/systemd/user)
+DBUS_SERVICES_DIR ?= $(call pkgvar,session_bus_services_dir,dbus-1,$(DATADIR)/dbus-1/services)
+DBUS_INTERFACES_DIR ?= $(call pkgvar,interfaces_dir,dbus-1,$(DATADIR)/dbus-1/interfaces)
+else
+SYSTEMD_USER_UNIT_DIR ?= $(PREFIX)/lib/systemd/user
+DBUS_SERVICES_DIR ?= $(DATADIR)/dbus-1/services
+DBUS_INTERFACES_DIR ?= $(DATADIR)/dbus-1/interfaces
+endif
+
 B           ?= build
 PKG_CONFIG  ?= pkg-config
 CC          ?= cc
@@ -42,7 +56,7 @@ override CPPFLAGS += -Iinclude -D_GNU_SOURCE -DIMAPIDLED_VERSION=\"$(VERSION)\"
 # ---------------------------------------------------------------------------
 # The protocol core: pure code, no I/O, no library dependencies. It is linked
 # into everything and compiled again with the fuzzing sanitizers.
-CORE_SRCS   := src/imap-parser.c src/imap-response.c src/imap-utf7.c src/imap-writer.c src/utf8.c
+CORE_SRCS   := src/imap-parser.c src/imap-response.c src/imap-utf7.c src/imap-writer.c src/sasl.c src/uidset.c src/utf8.c
 CORE_OBJS   := $(CORE_SRCS:%.c=$(B)/%.o)
 CORE_LIB    := $(B)/libimapcore.a
 
@@ -55,7 +69,7 @@ ENGINE_LIB  := $(B)/libimapidled.a
 # Test support shared by integration tests and the demo: the Dovecot harness
 # wrapper and a small blocking TLS client (the daemon's own non-blocking
 # transport lives in src/).
-TSUP_SRCS   := tests/harness/harness.c tests/support/test-client.c
+TSUP_SRCS   := tests/harness/harness.c tests/support/fake-server.c tests/support/test-client.c
 TSUP_OBJS   := $(TSUP_SRCS:%.c=$(B)/%.o)
 
 UNIT_SRCS   := tests/check-main.c $(sort $(wildcard tests/test-*.c))
@@ -69,16 +83,19 @@ DEMO_BIN    := $(B)/imap-idle-demo
 
 BINS        :=
 
+# The user unit and the D-Bus activation file, generated from their .in templates.
+DATA_FILES  := $(B)/imapidled.service $(B)/org.imapidled.Daemon1.service
+
 FUZZ_SRCS   := $(sort $(wildcard fuzz/fuzz-*.c))
 FUZZ_BINS   := $(FUZZ_SRCS:fuzz/%.c=$(B)/fuzz/%)
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS  := -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined
 
-.PHONY: all deps check check-build check-unit check-integration check-fuzz-smoke \
-        demo fuzz fuzz-build install uninstall clean
+.PHONY: all deps check check-build check-unit check-integration check-fuzz-smoke check-data \
+        demo fuzz fuzz-build install uninstall clean FORCE
 
-all: $(CORE_LIB) $(ENGINE_LIB) $(BINS) $(DEMO_BIN) $(HELPER_BINS)
+all: $(CORE_LIB) $(ENGINE_LIB) $(BINS) $(DEMO_BIN) $(HELPER_BINS) $(DATA_FILES)
 
 deps:
 	@scripts/deps.sh
@@ -130,11 +147,23 @@ $(B)/fuzz/%: fuzz/%.c $(CORE_SRCS)
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
 
+# Templates get the install paths. paths.stamp changes only when they do, so that
+# `make install PREFIX=/usr` after a plain `make` does not install /usr/local paths.
+$(B)/paths.stamp: FORCE
+	@mkdir -p $(@D)
+	@echo 'BINDIR=$(BINDIR)' | cmp -s - $@ || echo 'BINDIR=$(BINDIR)' > $@
+
+$(B)/imapidled.service: systemd/imapidled.service.in $(B)/paths.stamp
+	sed -e 's|@bindir@|$(BINDIR)|g' $< > $@.tmp && mv $@.tmp $@
+
+$(B)/org.imapidled.Daemon1.service: dbus/org.imapidled.Daemon1.service.in $(B)/paths.stamp
+	sed -e 's|@bindir@|$(BINDIR)|g' $< > $@.tmp && mv $@.tmp $@
+
 # ---------------------------------------------------------------------------
 # make check: dependencies first, then a fresh make so that pkg-config sees them.
 check: deps
 	@$(MAKE) --no-print-directory check-build
-	@$(MAKE) --no-print-directory check-unit check-integration check-fuzz-smoke
+	@$(MAKE) --no-print-directory check-unit check-integration check-fuzz-smoke check-data
 
 check-build: $(CORE_LIB) $(B)/test-unit $(IT_BINS) $(DEMO_BIN) $(HELPER_BINS) $(FUZZ_BINS)
 
@@ -145,6 +174,20 @@ check-integration: $(IT_BINS) $(HELPER_BINS)
 	@set -e; for t in $(IT_BINS); do \
 		echo "== $$t"; IMAPIDLED_SRCDIR=$(CURDIR) IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) \
 		CK_DEFAULT_TIMEOUT=120 $$t; done
+
+# The D-Bus XML against SPEC §5; the generated files with no placeholder left; the unit as the
+# user manager reads it. systemd-analyze verify wants ExecStart= to exist (there is no daemon
+# yet) and only warns about bad settings, so it checks a copy that runs /bin/true and any
+# output fails.
+check-data: $(DATA_FILES)
+	python3 tests/check-dbus-xml.py dbus/*.xml
+	@! grep -Hn '@[a-z_]*@' $(DATA_FILES)
+	@set -e; d=$(abspath $(B))/verify; rm -rf $$d; mkdir -p $$d/run; chmod 700 $$d/run; \
+	sed -e 's|^ExecStart=.*|ExecStart=/bin/true|' $(B)/imapidled.service > $$d/imapidled.service; \
+	out=$$(XDG_RUNTIME_DIR=$$d/run systemd-analyze verify --user --man=no \
+		$$d/imapidled.service 2>&1) || { echo "$$out"; exit 1; }; \
+	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
+	echo "systemd-analyze verify --user $(B)/imapidled.service: ok"
 
 # A short fuzz run on every check; `make fuzz` runs longer.
 check-fuzz-smoke: $(FUZZ_BINS)

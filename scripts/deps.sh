@@ -12,6 +12,7 @@ pkg-config
 libssl-dev
 openssl
 libsystemd-dev
+libdbus-1-dev
 libnotify-dev
 libglib2.0-dev
 libgmime-3.0-dev
@@ -23,6 +24,8 @@ dovecot-imapd
 dbus-daemon
 procps
 iproute2
+systemd
+python3
 "
 
 missing=""
