@@ -526,6 +526,24 @@ int harness_mkbox(struct harness *h, const char *user, const char *mailbox) {
         return r < 0 ? r : 0;
 }
 
+static int run_dir_command(struct harness *h, const char *verb) {
+        const char *args[] = { verb, h->dir, NULL };
+        int r;
+
+        if (!h->dir[0])
+                return -ENOTCONN;
+        r = run_script(args, NULL, NULL, 0);
+        return r < 0 ? r : 0;
+}
+
+int harness_server_stop(struct harness *h) {
+        return run_dir_command(h, "server-stop");
+}
+
+int harness_server_start(struct harness *h) {
+        return run_dir_command(h, "server-start");
+}
+
 int harness_doveadm(struct harness *h, char *out, size_t out_size, ...) {
         const char *args[HARNESS_MAX_ARGS + 1];
         size_t n = 0;

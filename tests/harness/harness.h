@@ -96,4 +96,9 @@ int harness_mkbox(struct harness *h, const char *user, const char *mailbox);
 int harness_doveadm(struct harness *h, char *out, size_t out_size, ...) __attribute__((sentinel));
 
 /* Writes "pass-<user>" to buf and returns buf; NULL if it does not fit. */
+/* Stops Dovecot alone (the bus and the guard stay) / starts it again on the
+ * same ports with the same mail: for reconnect tests. */
+int harness_server_stop(struct harness *h);
+int harness_server_start(struct harness *h);
+
 const char *harness_password(const struct harness *h, const char *user, char *buf, size_t size);

@@ -12,6 +12,8 @@
 #   harness.sh mkbox DIR USER MAILBOX
 #   harness.sh doveadm DIR ARGS...
 #   harness.sh capability DIR [--pre-login] [USER]
+#   harness.sh server-stop DIR      (Dovecot only; same ports and mail on server-start)
+#   harness.sh server-start DIR
 #
 # start prints KEY=VALUE lines on stdout (HOST, IMAP_PORT, IMAPS_PORT, CA_FILE,
 # USERS, with --dbus also DBUS_SESSION_BUS_ADDRESS and DBUS_SERVICE_DIR for
@@ -658,6 +660,42 @@ cmd_stop() {
 	fi
 }
 
+# server-stop / server-start: Dovecot alone goes down and comes back on the
+# same ports with the same mail (tests of reconnects and catch-up). The guard
+# and the private bus stay.
+cmd_server_stop() {
+	local dir pid kind deadline
+	local -a left
+	[[ $# == 1 ]] || usage
+	dir=$(resolve_dir "$1")
+	deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
+	while :; do
+		left=()
+		while read -r pid kind; do
+			case $kind in
+			master | log | child) left+=("$pid") ;;
+			esac
+		done <<<"$(harness_procs "$dir")"
+		((${#left[@]})) || break
+		kill -TERM "${left[@]}" 2>/dev/null || true
+		if (($(now_ms) > deadline)); then
+			kill -KILL "${left[@]}" 2>/dev/null || true
+		fi
+		sleep 0.02
+	done
+}
+
+cmd_server_start() {
+	local dir imap_port imaps_port
+	[[ $# == 1 ]] || usage
+	dir=$(resolve_dir "$1")
+	imap_port=$(sed -n '/inet_listener imap /,/}/s/^ *port = \([0-9]*\)$/\1/p' "$dir/dovecot.conf")
+	imaps_port=$(sed -n '/inet_listener imaps/,/}/s/^ *port = \([0-9]*\)$/\1/p' "$dir/dovecot.conf")
+	[[ -n $imap_port && -n $imaps_port ]] || die "$dir/dovecot.conf: no listener ports"
+	launch_dovecot "$dir" || die "dovecot could not bind its ports again"
+	wait_ready "$dir" "$imap_port" "$imaps_port"
+}
+
 # ---------------------------------------------------------------------------
 # acting on the mail store
 
@@ -665,6 +703,26 @@ doveadm_in() {
 	local dir=$1
 	shift
 	doveadm -c "$dir/dovecot.conf" "$@"
+}
+
+maildir_drop() {
+	local dir=$1 user=$2 mailbox=$3 msg=$4 home owner box tmpf name
+	home=$(awk -F: -v u="$user" '$1 == u { print $6 }' "$dir/passwd")
+	[[ -n $home ]] || die "unknown user $user"
+	owner=$(stat -c %u:%g "$home")
+	box=$home/Maildir
+	if [[ ${mailbox^^} == INBOX ]]; then
+		mkdir -p "$box/new" "$box/cur" "$box/tmp"
+		chown "$owner" "$box/new" "$box/cur" "$box/tmp" 2>/dev/null || true
+	else
+		box=$home/Maildir/$mailbox
+	fi
+	[[ -d $box/new ]] || die "$user/$mailbox: no Maildir at $box (create it with mkbox while Dovecot runs)"
+	name=$(date +%s).M$(date +%N)P$$R$RANDOM.harness
+	tmpf=$box/tmp/$name
+	cp -- "$msg" "$tmpf"
+	chown "$owner" "$tmpf" 2>/dev/null || true
+	mv -- "$tmpf" "$box/new/$name"
 }
 
 cmd_deliver() {
@@ -675,6 +733,14 @@ cmd_deliver() {
 	msg=$(mktemp "$dir/tmp/deliver.XXXXXX")
 	err=$msg.err
 	cat >"$msg"
+	# With Dovecot stopped (server-stop) lda has no userdb to ask: write into
+	# the Maildir as an MTA with Maildir delivery does; Dovecot finds the file
+	# in new/ when it runs again.
+	if ! grep -q ' master$' <<<"$(harness_procs "$dir")"; then
+		maildir_drop "$dir" "$user" "$mailbox" "$msg"
+		rm -f "$msg"
+		return 0
+	fi
 	# As root dovecot-lda looks the user up through auth-userdb and switches to
 	# the user's uid itself, the way an MTA runs it.
 	"$DOVECOT_LDA" -c "$dir/dovecot.conf" -d "$user" -m "$mailbox" <"$msg" 2>"$err" || rc=$?
@@ -811,6 +877,8 @@ flags) cmd_flags "$@" ;;
 mkbox) cmd_mkbox "$@" ;;
 doveadm) cmd_doveadm "$@" ;;
 capability) cmd_capability "$@" ;;
+server-stop) cmd_server_stop "$@" ;;
+server-start) cmd_server_start "$@" ;;
 _guard) cmd_guard "$@" ;;
 -h | --help | help) usage 0 ;;
 *) die "unknown command '$cmd' (try --help)" ;;
