@@ -2,11 +2,17 @@
 #pragma once
 
 /*
- * One IMAP connection that watches one mailbox with IDLE, kept alive for as
+ * One IMAP connection that watches one or more mailboxes, kept alive for as
  * long as the owner wants it: connect (TLS or STARTTLS), authenticate with a
  * secret fetched anew at every connect, ENABLE CONDSTORE/QRESYNC, EXAMINE,
  * sync from the owner's persisted point, IDLE, and after any failure
  * reconnect with exponential backoff and jitter.
+ *
+ * The first mailbox is the home mailbox: it stays selected (read-only) and
+ * is watched with IDLE. Further mailboxes are watched through NOTIFY (RFC
+ * 5465) where the server offers it, so that one connection serves them all;
+ * otherwise they are checked with STATUS every poll interval. When one of
+ * them has news the session visits it (EXAMINE, fetch) and returns home.
  *
  * Exactly-once: the owner passes the persisted point (UIDVALIDITY, highest
  * UID announced, HIGHESTMODSEQ). New mail is a message whose UID is above
@@ -66,7 +72,10 @@ struct imap_session_config {
         const char *fingerprint;        /* NULL or "sha256:<hex>" */
         const char *user;
         enum sasl_mech_pref auth;
-        const char *mailbox;            /* UTF-8 name */
+        const char *const *mailboxes;   /* UTF-8 names; the first is the home mailbox */
+        size_t n_mailboxes;
+        bool no_notify;                 /* do not use NOTIFY even if offered (poll instead) */
+        uint64_t poll_interval_usec;    /* STATUS checks of further mailboxes without NOTIFY; 0: 5 min */
         uint64_t idle_refresh_usec;     /* 0: 25 min */
         uint64_t command_timeout_usec;  /* 0: 60 s */
         uint64_t connect_timeout_usec;  /* 0: 30 s */
@@ -92,6 +101,7 @@ struct imap_mailbox_status {
 };
 
 struct imap_message {
+        const char *mailbox;
         uint32_t uid, uidvalidity;
         const struct imap_envelope *envelope;   /* raw fields */
         const char *internaldate;               /* NULL if not sent */
@@ -105,13 +115,14 @@ struct imap_session_callbacks {
          * now or later, with imap_session_set_secret() or _secret_failed(). */
         void (*need_secret)(struct imap_session *s, void *userdata);
         void (*mailbox_status)(struct imap_session *s, const struct imap_mailbox_status *st, void *userdata);
-        void (*mailbox_reset)(struct imap_session *s, uint32_t old_uidvalidity, uint32_t new_uidvalidity,
-                              void *userdata);
+        void (*mailbox_reset)(struct imap_session *s, const char *mailbox, uint32_t old_uidvalidity,
+                              uint32_t new_uidvalidity, void *userdata);
         void (*new_message)(struct imap_session *s, const struct imap_message *m, void *userdata);
         /* After each batch of new messages (a sync or a fetch after EXISTS). */
-        void (*batch_done)(struct imap_session *s, unsigned n_new, void *userdata);
-        void (*removed)(struct imap_session *s, const uint32_t *uids, size_t n, void *userdata);
-        void (*flags_changed)(struct imap_session *s, uint32_t uid, bool seen, bool deleted, void *userdata);
+        void (*batch_done)(struct imap_session *s, const char *mailbox, unsigned n_new, void *userdata);
+        void (*removed)(struct imap_session *s, const char *mailbox, const uint32_t *uids, size_t n, void *userdata);
+        void (*flags_changed)(struct imap_session *s, const char *mailbox, uint32_t uid, bool seen, bool deleted,
+                              void *userdata);
 };
 
 /* cfg strings are copied. The session does nothing until _start(). */
@@ -120,8 +131,11 @@ int imap_session_new(sd_event *e, const struct imap_session_config *cfg, const s
 /* Accepts NULL; returns NULL. Closes the connection at once (no LOGOUT). */
 struct imap_session *imap_session_free(struct imap_session *s);
 
-void imap_session_set_point(struct imap_session *s, const struct imap_mailbox_point *p);
-const struct imap_mailbox_point *imap_session_get_point(const struct imap_session *s);
+/* The persisted point of one watched mailbox; -ENOENT if it is not watched. */
+int imap_session_set_point(struct imap_session *s, const char *mailbox, const struct imap_mailbox_point *p);
+const struct imap_mailbox_point *imap_session_get_point(const struct imap_session *s, const char *mailbox);
+/* true once NOTIFY SET was accepted on the current connection */
+bool imap_session_uses_notify(const struct imap_session *s);
 
 int imap_session_start(struct imap_session *s);
 /* LOGOUT politely, then STOPPED; done is called when the session has ended

@@ -79,6 +79,10 @@ void imap_command_number(struct imap_command *c, uint64_t n);
  * CR, LF and NUL set -EINVAL. */
 void imap_command_raw(struct imap_command *c, const char *text);
 
+/* Text appended with no separator, e.g. the ")" closing a list opened with
+ * imap_command_raw(c, "("); no separator is written after a "(" either. */
+void imap_command_append(struct imap_command *c, const char *text);
+
 /* A credential as an astring: on the wire as usual, "<redacted>" in the
  * trace. For a continuation line (SASL) the text goes without leading SP
  * when it is the first item. */

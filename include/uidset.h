@@ -50,6 +50,10 @@ int uidset_remove_nth(struct uidset *s, uint64_t n, uint32_t *ret_uid);
 /* The position (from 1) of uid, or 0 if absent. */
 uint64_t uidset_index_of(const struct uidset *s, uint32_t uid);
 
+/* How many UIDs of the set are smaller than uid (so the first UID >= uid is
+ * uidset_nth(s, rank + 1)). */
+uint64_t uidset_rank(const struct uidset *s, uint32_t uid);
+
 /* Adds every UID of an IMAP sequence set ("1:3,7"); '*' is refused. Returns
  * 0, -EINVAL for a malformed set (nothing added), -ENOMEM. */
 int uidset_add_seqset(struct uidset *s, const char *set);

@@ -12,6 +12,17 @@
 
 struct imap_session;
 
+/* One watched mailbox. */
+struct watched {
+        char *name;                             /* UTF-8 */
+        struct imap_mailbox_point point;
+        uint32_t uidvalidity, uidnext, exists, unseen_count;
+        uint64_t highestmodseq;
+        struct uidset unseen;                   /* neither \Seen nor \Deleted, as of the last visit */
+        bool unseen_known;
+        bool dirty;                             /* news: visit it */
+};
+
 /* Called with the tagged completion of the command in flight. */
 typedef int (*cmd_done_fn)(struct imap_session *s, const struct imap_response *r);
 
@@ -56,18 +67,28 @@ struct imap_session {
         bool done_sent;
         sd_event_source *refresh_timer;
 
-        /* the watched mailbox */
-        struct imap_mailbox_point point;
-        uint32_t uidvalidity, uidnext, exists;
-        uint64_t highestmodseq;
+        /* the watched mailboxes; mb[0] is home */
+        struct watched *mb;
+        size_t n_mb;
+        struct watched *sel;                    /* selected (EXAMINE sent), NULL if none */
+
+        /* the selected mailbox */
         bool condstore, qresync;
         struct uidset uids;                     /* every UID: the sequence-number map */
-        struct uidset unseen;                   /* neither \Seen nor \Deleted */
         bool synced;                            /* the map is complete */
+        bool awaiting_closed;                   /* QRESYNC: data before [CLOSED] is the old mailbox's */
         bool fetching_new;                      /* FETCH responses with ENVELOPE are candidates */
         bool need_fetch;                        /* EXISTS grew: fetch after leaving IDLE */
         unsigned batch_new;
         struct uidset search_result;            /* collects SEARCH / ESEARCH */
+
+        /* further mailboxes: NOTIFY, or STATUS polling */
+        bool notify_active, notify_failed;
+        unsigned notify_attempts;
+        bool status_round;                      /* STATUS of every further mailbox in progress */
+        size_t status_next;
+        bool poll_due;
+        sd_event_source *poll_timer;
 
         /* reconnects */
         sd_event_source *backoff_timer;
@@ -85,6 +106,7 @@ struct imap_session {
 };
 
 #define session_log(s, level, r, ...) log_internal((level), (r), (s)->log_prefix, __VA_ARGS__)
+#define SESSION_HOME(s) (&(s)->mb[0])
 
 void session_set_state(struct imap_session *s, enum session_state state);
 int session_send(struct imap_session *s, struct imap_command *cmd, const char *name, cmd_done_fn done);
@@ -94,7 +116,9 @@ bool session_has_cap(const struct imap_session *s, const char *cap);
 int session_arm_command_timer(struct imap_session *s);
 
 /* imap-sync.c */
-int sync_examine(struct imap_session *s);
+int sync_start(struct imap_session *s);               /* after login: ENABLE, then the work loop */
+struct watched *sync_find(const struct imap_session *s, const char *name);
+void sync_update_prefix(struct imap_session *s);
 int sync_handle_untagged(struct imap_session *s, const struct imap_response *r);
 int sync_idle_continue(struct imap_session *s);        /* "+" after IDLE */
 int sync_idle_enter(struct imap_session *s);

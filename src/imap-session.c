@@ -30,6 +30,7 @@
 #define DEFAULT_BACKOFF_MAX_USEC (5ULL * 60 * 1000000)
 #define DEFAULT_AUTH_BACKOFF_MIN_USEC (60ULL * 1000000)
 #define DEFAULT_STABLE_USEC (60ULL * 1000000)
+#define DEFAULT_POLL_INTERVAL_USEC (5ULL * 60 * 1000000)
 #define AUTH_BACKOFF_MAX_USEC (30ULL * 60 * 1000000)
 #define LOGOUT_TIMEOUT_USEC (2ULL * 1000000)
 #define TRACE_LINE_MAX 300
@@ -573,7 +574,7 @@ static int after_capability(struct imap_session *s) {
 
 static int after_login(struct imap_session *s) {
         session_set_state(s, SESSION_ENABLING);
-        return sync_examine(s);
+        return sync_start(s);
 }
 
 static int handle_greeting(struct imap_session *s, const struct imap_response *r) {
@@ -819,7 +820,7 @@ int imap_session_new(sd_event *e, const struct imap_session_config *cfg, const s
         struct imap_session *s;
         bool failed = false;
 
-        if (!cfg->host || !cfg->user || !cfg->mailbox || !cfg->account)
+        if (!cfg->host || !cfg->user || !cfg->account || !cfg->mailboxes || cfg->n_mailboxes == 0)
                 return -EINVAL;
         s = calloc(1, sizeof(*s));
         if (!s)
@@ -831,14 +832,29 @@ int imap_session_new(sd_event *e, const struct imap_session_config *cfg, const s
         s->cfg.ca_file = strdup_or_null(cfg->ca_file, &failed);
         s->cfg.fingerprint = strdup_or_null(cfg->fingerprint, &failed);
         s->cfg.user = strdup_or_null(cfg->user, &failed);
-        s->cfg.mailbox = strdup_or_null(cfg->mailbox, &failed);
-        if (asprintf(&s->log_prefix, "%s/%s: ", cfg->account, cfg->mailbox) < 0) {
+        s->cfg.mailboxes = NULL;
+        s->cfg.n_mailboxes = 0;
+        s->mb = calloc(cfg->n_mailboxes, sizeof(struct watched));
+        if (!s->mb)
+                failed = true;
+        else {
+                s->n_mb = cfg->n_mailboxes;
+                for (size_t i = 0; i < s->n_mb; i++) {
+                        s->mb[i].name = strdup_or_null(cfg->mailboxes[i], &failed);
+                        uidset_init(&s->mb[i].unseen);
+                        if (!s->mb[i].name)
+                                failed = true;
+                }
+        }
+        if (asprintf(&s->log_prefix, "%s/%s: ", cfg->account, cfg->mailboxes[0]) < 0) {
                 s->log_prefix = NULL;
                 failed = true;
         }
         if (cb)
                 s->cb = *cb;
         s->userdata = userdata;
+        if (!s->cfg.poll_interval_usec)
+                s->cfg.poll_interval_usec = DEFAULT_POLL_INTERVAL_USEC;
         if (!s->cfg.idle_refresh_usec)
                 s->cfg.idle_refresh_usec = DEFAULT_IDLE_REFRESH_USEC;
         if (!s->cfg.command_timeout_usec)
@@ -856,7 +872,6 @@ int imap_session_new(sd_event *e, const struct imap_session_config *cfg, const s
         if (!s->cfg.port)
                 s->cfg.port = cfg->tls == IMAP_TLS_IMPLICIT ? 993 : 143;
         uidset_init(&s->uids);
-        uidset_init(&s->unseen);
         uidset_init(&s->search_result);
         if (failed) {
                 session_really_free(s);
@@ -871,14 +886,17 @@ static void session_really_free(struct imap_session *s) {
         s->backoff_timer = sd_event_source_disable_unref(s->backoff_timer);
         s->stop_timer = sd_event_source_disable_unref(s->stop_timer);
         uidset_done(&s->uids);
-        uidset_done(&s->unseen);
         uidset_done(&s->search_result);
+        for (size_t i = 0; i < s->n_mb; i++) {
+                free(s->mb[i].name);
+                uidset_done(&s->mb[i].unseen);
+        }
+        free(s->mb);
         free((char *) s->cfg.account);
         free((char *) s->cfg.host);
         free((char *) s->cfg.ca_file);
         free((char *) s->cfg.fingerprint);
         free((char *) s->cfg.user);
-        free((char *) s->cfg.mailbox);
         free(s->log_prefix);
         sd_event_unref(s->event);
         free(s);
@@ -899,12 +917,23 @@ struct imap_session *imap_session_free(struct imap_session *s) {
         return NULL;
 }
 
-void imap_session_set_point(struct imap_session *s, const struct imap_mailbox_point *p) {
-        s->point = *p;
+int imap_session_set_point(struct imap_session *s, const char *mailbox, const struct imap_mailbox_point *p) {
+        struct watched *w = sync_find(s, mailbox);
+
+        if (!w)
+                return -ENOENT;
+        w->point = *p;
+        return 0;
 }
 
-const struct imap_mailbox_point *imap_session_get_point(const struct imap_session *s) {
-        return &s->point;
+const struct imap_mailbox_point *imap_session_get_point(const struct imap_session *s, const char *mailbox) {
+        const struct watched *w = sync_find(s, mailbox);
+
+        return w ? &w->point : NULL;
+}
+
+bool imap_session_uses_notify(const struct imap_session *s) {
+        return s->notify_active;
 }
 
 int imap_session_start(struct imap_session *s) {
@@ -1006,8 +1035,11 @@ uint64_t imap_session_backoff_usec(const struct imap_session *s) {
 }
 
 size_t imap_session_memory(const struct imap_session *s) {
-        size_t m = sizeof(*s) + uidset_memory(&s->uids) + uidset_memory(&s->unseen) +
-                   uidset_memory(&s->search_result);
+        size_t m = sizeof(*s) + uidset_memory(&s->uids) + uidset_memory(&s->search_result) +
+                   s->n_mb * sizeof(struct watched);
+
+        for (size_t i = 0; i < s->n_mb; i++)
+                m += strlen(s->mb[i].name) + 1 + uidset_memory(&s->mb[i].unseen);
 
         if (s->parser)
                 m += imap_parser_memory(s->parser);

@@ -48,9 +48,10 @@ static void puts_(struct imap_command *c, const char *s) {
         put(c, s, strlen(s));
 }
 
-/* Separator before an argument: none at the start of a continuation line. */
+/* Separator before an argument: none at the start of a continuation line
+ * and none right after an opening parenthesis. */
 static void put_sep(struct imap_command *c) {
-        if (c->len > 0)
+        if (c->len > 0 && !c->error && c->data[c->len - 1] != '(')
                 put(c, " ", 1);
 }
 
@@ -117,6 +118,12 @@ void imap_command_raw(struct imap_command *c, const char *text) {
         if (strpbrk(text, "\r\n"))
                 return set_error(c, -EINVAL);
         put_sep(c);
+        puts_(c, text);
+}
+
+void imap_command_append(struct imap_command *c, const char *text) {
+        if (strpbrk(text, "\r\n"))
+                return set_error(c, -EINVAL);
         puts_(c, text);
 }
 

@@ -320,6 +320,17 @@ uint64_t uidset_index_of(const struct uidset *s, uint32_t uid) {
         return pos;
 }
 
+uint64_t uidset_rank(const struct uidset *s, uint32_t uid) {
+        size_t i = lower_bound(s, uid);
+        uint64_t below = 0;
+
+        for (size_t j = 0; j < i; j++)
+                below += range_size(&s->r[j]);
+        if (i < s->n && s->r[i].first < uid)
+                below += (uint64_t) uid - s->r[i].first;
+        return below;
+}
+
 static int range_cmp(const void *a, const void *b) {
         const struct uid_range *x = a, *y = b;
 

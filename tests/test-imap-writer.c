@@ -33,6 +33,17 @@ START_TEST(test_tags_and_atoms) {
         ck_assert_str_eq(c.data, "a2 UID FETCH 1:* (UID FLAGS) 18446744073709551615\r\n");
         imap_command_done(&c);
 
+        /* lists: no space after "(", ")" appended */
+        imap_command_begin(&w, &c, "NOTIFY SET");
+        imap_command_raw(&c, "(MAILBOXES (");
+        imap_command_astring(&w, &c, "a b", 3);
+        imap_command_astring(&w, &c, "c", 1);
+        imap_command_append(&c, ")");
+        imap_command_raw(&c, "(MessageNew))");
+        ck_assert_int_eq(imap_command_end(&c), 0);
+        ck_assert_str_eq(c.data, "a3 NOTIFY SET (MAILBOXES (\"a b\" c) (MessageNew))\r\n");
+        imap_command_done(&c);
+
         imap_command_begin(&w, &c, "UID  FETCH");
         ck_assert_int_eq(imap_command_end(&c), -EINVAL);
         imap_command_done(&c);

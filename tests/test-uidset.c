@@ -74,6 +74,7 @@ static void *fi_realloc(void *p, size_t n) {
 #define uidset_nth fi_uidset_nth
 #define uidset_remove_nth fi_uidset_remove_nth
 #define uidset_index_of fi_uidset_index_of
+#define uidset_rank fi_uidset_rank
 #define uidset_add_seqset fi_uidset_add_seqset
 #define uidset_to_string fi_uidset_to_string
 #define uidset_copy fi_uidset_copy
@@ -97,6 +98,7 @@ static void *fi_realloc(void *p, size_t n) {
 #undef uidset_nth
 #undef uidset_remove_nth
 #undef uidset_index_of
+#undef uidset_rank
 #undef uidset_add_seqset
 #undef uidset_to_string
 #undef uidset_copy
@@ -1104,12 +1106,32 @@ START_TEST(test_differential_oom) {
 }
 END_TEST
 
+START_TEST(test_rank) {
+        struct uidset s;
+
+        uidset_init(&s);
+        ck_assert_uint_eq(uidset_rank(&s, 5), 0);
+        ck_assert_int_ge(uidset_add_range(&s, 3, 5), 0);
+        ck_assert_int_ge(uidset_add_range(&s, 10, 12), 0);
+        ck_assert_uint_eq(uidset_rank(&s, 1), 0);
+        ck_assert_uint_eq(uidset_rank(&s, 3), 0);
+        ck_assert_uint_eq(uidset_rank(&s, 4), 1);
+        ck_assert_uint_eq(uidset_rank(&s, 6), 3);
+        ck_assert_uint_eq(uidset_rank(&s, 9), 3);
+        ck_assert_uint_eq(uidset_rank(&s, 11), 4);
+        ck_assert_uint_eq(uidset_rank(&s, 4294967295u), 6);
+        ck_assert_uint_eq(uidset_nth(&s, uidset_rank(&s, 7) + 1), 10);
+        uidset_done(&s);
+}
+END_TEST
+
 Suite *uidset_suite(void) {
         Suite *s = suite_create("uidset");
         TCase *tc;
 
         tc = tcase_create("basic");
         tcase_add_test(tc, test_empty);
+        tcase_add_test(tc, test_rank);
         tcase_add_test(tc, test_add_single);
         tcase_add_test(tc, test_add_bridges_gap);
         tcase_add_test(tc, test_add_range);

@@ -17,6 +17,8 @@
 #include "imap-session.h"
 #include "log.h"
 #include "suites.h"
+
+static const char *const inbox_only[] = { "INBOX" };
 #include "uidset.h"
 
 #define MAX_EVENTS 256
@@ -31,6 +33,8 @@ struct recorder {
 
         uint32_t new_uids[MAX_EVENTS];
         char new_subjects[MAX_EVENTS][128];
+        char new_mailboxes[MAX_EVENTS][64];
+        char flag_mailbox[MAX_EVENTS][64];
         unsigned n_new;
         unsigned batches;
         uint32_t removed[MAX_EVENTS];
@@ -114,7 +118,7 @@ static void on_status(struct imap_session *s, const struct imap_mailbox_status *
         rec.n_status++;
 }
 
-static void on_reset(struct imap_session *s, uint32_t old, uint32_t new, void *ud) {
+static void on_reset(struct imap_session *s, const char *mailbox, uint32_t old, uint32_t new, void *ud) {
         rec.n_reset++;
 }
 
@@ -123,21 +127,23 @@ static void on_new(struct imap_session *s, const struct imap_message *m, void *u
         rec.new_uids[rec.n_new] = m->uid;
         snprintf(rec.new_subjects[rec.n_new], sizeof(rec.new_subjects[0]), "%s",
                  m->envelope->subject ? m->envelope->subject : "");
+        snprintf(rec.new_mailboxes[rec.n_new], sizeof(rec.new_mailboxes[0]), "%s", m->mailbox);
         rec.n_new++;
 }
 
-static void on_batch(struct imap_session *s, unsigned n, void *ud) {
+static void on_batch(struct imap_session *s, const char *mailbox, unsigned n, void *ud) {
         rec.batches++;
 }
 
-static void on_removed(struct imap_session *s, const uint32_t *uids, size_t n, void *ud) {
+static void on_removed(struct imap_session *s, const char *mailbox, const uint32_t *uids, size_t n, void *ud) {
         for (size_t i = 0; i < n && rec.n_removed < MAX_EVENTS; i++)
                 rec.removed[rec.n_removed++] = uids[i];
 }
 
-static void on_flags(struct imap_session *s, uint32_t uid, bool seen, bool deleted, void *ud) {
+static void on_flags(struct imap_session *s, const char *mailbox, uint32_t uid, bool seen, bool deleted, void *ud) {
         ck_assert_uint_lt(rec.n_flags, MAX_EVENTS);
         rec.flag_uid[rec.n_flags] = uid;
+        snprintf(rec.flag_mailbox[rec.n_flags], sizeof(rec.flag_mailbox[0]), "%s", mailbox);
         rec.flag_seen[rec.n_flags] = seen;
         rec.n_flags++;
 }
@@ -179,7 +185,8 @@ static struct imap_session_config base_config(enum imap_tls_mode tls) {
                 .ca_file = h.ca_file,
                 .user = rec.user,
                 .auth = SASL_MECH_PREF_AUTO,
-                .mailbox = "INBOX",
+                .mailboxes = inbox_only,
+                .n_mailboxes = 1,
                 .command_timeout_usec = 10 * 1000000ULL,
                 .backoff_min_usec = 100 * 1000,
                 .backoff_max_usec = 2 * 1000000,
@@ -191,7 +198,7 @@ static struct imap_session_config base_config(enum imap_tls_mode tls) {
 static void start(const struct imap_session_config *cfg, const struct imap_mailbox_point *point) {
         ck_assert_int_ge(imap_session_new(event, cfg, &callbacks, NULL, &sess), 0);
         if (point)
-                imap_session_set_point(sess, point);
+                ck_assert_int_eq(imap_session_set_point(sess, "INBOX", point), 0);
         ck_assert_int_ge(imap_session_start(sess), 0);
 }
 
@@ -204,6 +211,11 @@ static bool is_error(void) {
 }
 
 static unsigned want_new;
+static unsigned want_flags, want_removed;
+static bool have_changes(void) {
+        return rec.n_flags >= want_flags && rec.n_removed >= want_removed;
+}
+
 static bool have_new(void) {
         return rec.n_new >= want_new && rec.state == SESSION_IDLE;
 }
@@ -215,7 +227,9 @@ static void deliver(const char *subject) {
 static void assert_new_exactly(unsigned n) {
         for (unsigned i = 0; i < rec.n_new; i++)
                 for (unsigned j = i + 1; j < rec.n_new; j++)
-                        ck_assert_msg(rec.new_uids[i] != rec.new_uids[j], "UID %u announced twice", rec.new_uids[i]);
+                        ck_assert_msg(rec.new_uids[i] != rec.new_uids[j] ||
+                                      strcmp(rec.new_mailboxes[i], rec.new_mailboxes[j]) != 0,
+                                      "UID %u of %s announced twice", rec.new_uids[i], rec.new_mailboxes[i]);
         ck_assert_uint_eq(rec.n_new, n);
 }
 
@@ -311,10 +325,6 @@ START_TEST(test_uidvalidity_change_resets) {
 }
 END_TEST
 
-static unsigned want_flags, want_removed;
-static bool have_changes(void) {
-        return rec.n_flags >= want_flags && rec.n_removed >= want_removed;
-}
 
 /* Another client reads and deletes: flag and removal events, counts follow. */
 START_TEST(test_other_client_changes) {
@@ -504,6 +514,91 @@ START_TEST(test_idle_refresh) {
 }
 END_TEST
 
+static const char *const three[] = { "INBOX", "Lists/linux", "Work \xc3\xa9t\xc3\xa9" };
+
+static void deliver_to(const char *mailbox, const char *subject) {
+        ck_assert_int_eq(harness_deliver(&h, rec.user, mailbox, "Bob <bob@example.org>", subject), 0);
+}
+
+static void make_boxes(void) {
+        ck_assert_int_eq(harness_mkbox(&h, "user1", three[1]), 0);
+        ck_assert_int_eq(harness_mkbox(&h, "user1", three[2]), 0);
+        deliver_to(three[1], "old in lists");          /* counted, never announced */
+}
+
+static unsigned count_new_in(const char *mailbox) {
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < rec.n_new; i++)
+                if (strcmp(rec.new_mailboxes[i], mailbox) == 0)
+                        n++;
+        return n;
+}
+
+/* Several mailboxes on one connection through NOTIFY: each delivery is
+ * announced once, under the right mailbox. */
+START_TEST(test_notify_three_mailboxes) {
+        struct imap_session_config cfg = base_config(IMAP_TLS_IMPLICIT);
+
+        make_boxes();
+        cfg.mailboxes = three;
+        cfg.n_mailboxes = 3;
+        start(&cfg, NULL);
+        run_until(is_idle, 15000, "IDLE");
+        ck_assert(imap_session_uses_notify(sess));
+        ck_assert_uint_eq(rec.n_new, 0);
+
+        deliver_to(three[1], "to lists");
+        want_new = 1;
+        run_until(have_new, 15000, "mail in Lists/linux");
+        deliver_to(three[2], "to work");
+        want_new = 2;
+        run_until(have_new, 15000, "mail in Work");
+        deliver_to("INBOX", "to inbox");
+        want_new = 3;
+        run_until(have_new, 15000, "mail in INBOX");
+        run_for(700);
+        assert_new_exactly(3);
+        ck_assert_uint_eq(count_new_in(three[0]), 1);
+        ck_assert_uint_eq(count_new_in(three[1]), 1);
+        ck_assert_uint_eq(count_new_in(three[2]), 1);
+        ck_assert_uint_eq(rec.new_uids[0], 2);         /* UID 1 of Lists/linux was there before */
+        ck_assert_uint_eq(imap_session_connects(sess), 1);
+
+        /* read elsewhere in a further mailbox: the session learns which */
+        ck_assert_int_eq(harness_flags(&h, "user1", three[2], 1, "add", "\\Seen"), 0);
+        want_flags = 1;
+        run_until(have_changes, 15000, "the flag change in Work");
+        ck_assert_str_eq(rec.flag_mailbox[0], three[2]);
+        ck_assert_uint_eq(rec.flag_uid[0], 1);
+        ck_assert(rec.flag_seen[0]);
+}
+END_TEST
+
+/* The same without NOTIFY: further mailboxes are checked on a timer. */
+START_TEST(test_poll_without_notify) {
+        struct imap_session_config cfg = base_config(IMAP_TLS_IMPLICIT);
+
+        make_boxes();
+        cfg.mailboxes = three;
+        cfg.n_mailboxes = 3;
+        cfg.no_notify = true;
+        cfg.poll_interval_usec = 500 * 1000;
+        start(&cfg, NULL);
+        run_until(is_idle, 15000, "IDLE");
+        ck_assert(!imap_session_uses_notify(sess));
+        deliver_to(three[2], "to work");
+        deliver_to("INBOX", "to inbox");
+        want_new = 2;
+        run_until(have_new, 15000, "both");
+        run_for(1500);          /* three more polls: nothing twice */
+        assert_new_exactly(2);
+        ck_assert_uint_eq(count_new_in(three[2]), 1);
+        ck_assert_uint_eq(count_new_in("INBOX"), 1);
+        ck_assert_uint_eq(imap_session_connects(sess), 1);
+}
+END_TEST
+
 static void on_stop_done(struct imap_session *s, void *ud) {
         rec.stopped = true;
 }
@@ -544,6 +639,8 @@ static Suite *imap_session_suite(void) {
         tcase_add_test(tc, test_plain_loopback);
         tcase_add_test(tc, test_idle_refresh);
         tcase_add_test(tc, test_stop_logs_out);
+        tcase_add_test(tc, test_notify_three_mailboxes);
+        tcase_add_test(tc, test_poll_without_notify);
         suite_add_tcase(s, tc);
         return s;
 }

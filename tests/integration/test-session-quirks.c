@@ -17,6 +17,8 @@
 #include "log.h"
 #include "suites.h"
 
+static const char *const inbox_only[] = { "INBOX" };
+
 struct recorder {
         const char *secret;
         unsigned secrets_asked;
@@ -69,7 +71,7 @@ static void on_new(struct imap_session *s, const struct imap_message *m, void *u
                 rec.new_uids[rec.n_new++] = m->uid;
 }
 
-static void on_removed(struct imap_session *s, const uint32_t *uids, size_t n, void *ud) {
+static void on_removed(struct imap_session *s, const char *mailbox, const uint32_t *uids, size_t n, void *ud) {
         for (size_t i = 0; i < n && rec.n_removed < 64; i++)
                 rec.removed[rec.n_removed++] = uids[i];
 }
@@ -106,7 +108,8 @@ static void start(const struct fake_step *script, size_t n, enum imap_tls_mode t
                 .tls = tls,
                 .user = "me@example.org",
                 .auth = auth,
-                .mailbox = "INBOX",
+                .mailboxes = inbox_only,
+                .n_mailboxes = 1,
                 .command_timeout_usec = 800 * 1000,
                 .backoff_min_usec = 50 * 1000,
                 .backoff_max_usec = 200 * 1000,
