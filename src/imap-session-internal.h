@@ -85,6 +85,7 @@ struct imap_session {
         /* further mailboxes: NOTIFY, or STATUS polling */
         bool notify_active, notify_failed;
         unsigned notify_attempts;
+        bool list_status_failed;
         bool status_round;                      /* STATUS of every further mailbox in progress */
         size_t status_next;
         bool poll_due;

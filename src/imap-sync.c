@@ -79,6 +79,7 @@ void sync_reset_connection(struct imap_session *s) {
         s->batch_new = 0;
         s->notify_active = s->notify_failed = false;
         s->notify_attempts = 0;
+        s->list_status_failed = false;
         s->status_round = s->poll_due = false;
         s->status_next = 0;
         s->poll_timer = sd_event_source_disable_unref(s->poll_timer);
@@ -594,6 +595,42 @@ static int send_status(struct imap_session *s, struct watched *w) {
 
 static int send_notify(struct imap_session *s);
 
+/* LIST-STATUS (RFC 5819): every further mailbox in one round trip. LIST
+ * arguments are patterns, so names with wildcards go through STATUS. */
+static bool can_list_status(const struct imap_session *s) {
+        if (!session_has_cap(s, "LIST-STATUS") || !session_has_cap(s, "LIST-EXTENDED"))
+                return false;
+        for (size_t i = 1; i < s->n_mb; i++)
+                if (strpbrk(s->mb[i].name, "*%"))
+                        return false;
+        return true;
+}
+
+static int on_list_status_done(struct imap_session *s, const struct imap_response *r) {
+        if (r->type != IMAP_RESP_OK) {
+                session_log(s, LOG_DEBUG, 0, "LIST-STATUS failed (%s); using STATUS", r->status.text);
+                s->list_status_failed = true;
+                s->status_round = true;
+                s->status_next = 0;
+        }
+        return sync_next(s);
+}
+
+static int send_list_status(struct imap_session *s) {
+        struct imap_command cmd;
+
+        imap_command_begin(&s->writer, &cmd, "LIST");
+        imap_command_string(&s->writer, &cmd, "", 0);
+        imap_command_raw(&cmd, "(");
+        for (size_t i = 1; i < s->n_mb; i++)
+                if (&s->mb[i] != s->sel)
+                        imap_command_mailbox(&s->writer, &cmd, s->mb[i].name);
+        imap_command_append(&cmd, ")");
+        imap_command_raw(&cmd, s->condstore ? "RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ))"
+                                            : "RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY UNSEEN))");
+        return session_send(s, &cmd, "LIST", on_list_status_done);
+}
+
 static int on_notify_done(struct imap_session *s, const struct imap_response *r) {
         if (r->type != IMAP_RESP_OK && s->notify_attempts == 1) {
                 /* maybe the server minded the UTF-8 spellings: RFC form only */
@@ -647,6 +684,12 @@ static int sync_next(struct imap_session *s) {
                 s->poll_due = false;
                 s->status_round = true;
                 s->status_next = 0;
+        }
+        if (s->status_round && s->status_next == 0 && !s->list_status_failed && can_list_status(s) &&
+            !(s->n_mb == 2 && s->sel == &s->mb[1])) {
+                s->status_round = false;
+                session_set_state(s, SESSION_SYNCING);
+                return send_list_status(s);
         }
         if (s->status_round) {
                 if (s->status_next == 0)

@@ -16,6 +16,7 @@
 #include "harness.h"
 #include "imap-session.h"
 #include "log.h"
+#include "session-plan.h"
 #include "suites.h"
 
 static const char *const inbox_only[] = { "INBOX" };
@@ -599,6 +600,54 @@ START_TEST(test_poll_without_notify) {
 }
 END_TEST
 
+/* No NOTIFY and a budget of 2 connections for 4 mailboxes: one IDLE
+ * connection for INBOX, one for Lists/linux that also polls the other two;
+ * every delivery announced once, and the server sees 2 connections. */
+START_TEST(test_connection_budget) {
+        static const char *const four[] = { "INBOX", "Lists/linux", "Work \xc3\xa9t\xc3\xa9", "Archive" };
+        struct imap_session *extra[4] = {};
+        struct session_group g[4];
+        struct imap_session_config cfg = base_config(IMAP_TLS_IMPLICIT);
+        char who[4096];
+        size_t k;
+
+        make_boxes();
+        ck_assert_int_eq(harness_mkbox(&h, "user1", four[3]), 0);
+        k = session_plan(4, 2, false, g);
+        ck_assert_uint_eq(k, 2);
+        cfg.no_notify = true;
+        cfg.poll_interval_usec = 500 * 1000;
+        for (size_t i = 0; i < k; i++) {
+                cfg.mailboxes = &four[g[i].first];
+                cfg.n_mailboxes = g[i].n;
+                ck_assert_int_ge(imap_session_new(event, &cfg, &callbacks, NULL, &extra[i]), 0);
+                ck_assert_int_ge(imap_session_start(extra[i]), 0);
+        }
+        run_for(2500);
+        for (size_t i = 0; i < k; i++)
+                ck_assert_int_eq(imap_session_get_state(extra[i]), SESSION_IDLE);
+
+        for (size_t i = 0; i < 4; i++)
+                deliver_to(four[i], "budget");
+        want_new = 4;
+        run_until(have_new, 20000, "all four");
+        run_for(1500);
+        assert_new_exactly(4);
+        for (size_t i = 0; i < 4; i++)
+                ck_assert_uint_eq(count_new_in(four[i]), 1);
+
+        /* the server's view: two IMAP connections of user1 */
+        ck_assert_int_ge(harness_doveadm(&h, who, sizeof(who), "who", "-1", "user1", NULL), 0);
+        unsigned conns = 0;
+        for (const char *p = who; (p = strstr(p, "user1")); p++)
+                conns++;
+        ck_assert_msg(conns == 2, "doveadm who: %s", who);
+
+        for (size_t i = 0; i < k; i++)
+                imap_session_free(extra[i]);
+}
+END_TEST
+
 static void on_stop_done(struct imap_session *s, void *ud) {
         rec.stopped = true;
 }
@@ -641,6 +690,7 @@ static Suite *imap_session_suite(void) {
         tcase_add_test(tc, test_stop_logs_out);
         tcase_add_test(tc, test_notify_three_mailboxes);
         tcase_add_test(tc, test_poll_without_notify);
+        tcase_add_test(tc, test_connection_budget);
         suite_add_tcase(s, tc);
         return s;
 }

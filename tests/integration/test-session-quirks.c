@@ -410,6 +410,76 @@ START_TEST(test_xoauth2) {
 }
 END_TEST
 
+/* OAUTHBEARER without SASL-IR: the initial response after "+", the error
+ * challenge answered with AQ== (RFC 7628 §3.2.3), then an auth error. */
+START_TEST(test_oauthbearer_error_challenge) {
+        static char expect[512];
+        char *b64;
+
+        /* the port is the fake server's, known only later: the first 36
+         * bytes ("n,a=me@example.org,^Ahost=127.0.0.") are 44 base64
+         * characters of their own; sasl's unit tests check the rest */
+        ck_assert_int_eq(sasl_build_initial_base64(SASL_OAUTHBEARER, "me@example.org", "tok", 3, "127.0.0.1",
+                                                   0, &b64), 0);
+        snprintf(expect, sizeof(expect), "%.44s*", b64);
+        free(b64);
+
+        const struct fake_step script[] = {
+                GREETING("IMAP4rev1 IDLE AUTH=OAUTHBEARER"),
+                FAKE_EXPECT_LINE("%t AUTHENTICATE OAUTHBEARER"),
+                FAKE_SEND_STR("+ \r\n"),
+                FAKE_EXPECT_LINE(expect),
+                /* {"status":"invalid_token","scope":"mail"} */
+                FAKE_SEND_STR("+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJtYWlsIn0=\r\n"),
+                FAKE_EXPECT_LINE("AQ=="),
+                FAKE_SEND_STR("%t NO [AUTHENTICATIONFAILED] OAuth failed\r\n"),
+                FAKE_STEP(FAKE_WAIT_EOF),
+        };
+
+        rec.secret = "tok";
+        start(script, ELEMS(script), IMAP_TLS_NONE, SASL_MECH_PREF_OAUTHBEARER);
+        run_until(in_error, 5000, "the auth error");
+        ck_assert_msg(strstr(imap_session_last_error(sess), "OAUTHBEARER"), "%s", imap_session_last_error(sess));
+        script_done();
+}
+END_TEST
+
+/* The connection is reset in the middle of a literal of the fetch of a new
+ * message: reconnect, fetch again, announce it once. */
+START_TEST(test_reset_mid_literal_catches_up) {
+        static const struct fake_step script[] = {
+                GREETING(SASL_CAPS), LOGIN_STEPS, SYNC_STEPS,
+                FAKE_EXPECT_LINE("%t IDLE"),
+                FAKE_SEND_STR("+ idling\r\n* 3 EXISTS\r\n"),
+                FAKE_EXPECT_LINE("DONE"),
+                FAKE_SEND_STR("%t OK idle done\r\n"),
+                FAKE_EXPECT_LINE("%t UID FETCH 3:* (UID FLAGS ENVELOPE INTERNALDATE RFC822.SIZE)"),
+                FAKE_SEND_STR("* 3 FETCH (UID 3 FLAGS () ENVELOPE (\"Mon, 1 Jan 2024\" {20}\r\nhalf a sub"),
+                FAKE_STEP(FAKE_RESET),
+                FAKE_STEP(FAKE_ACCEPT),
+                GREETING(SASL_CAPS), LOGIN_STEPS,
+                FAKE_EXPECT_LINE("%t EXAMINE INBOX"),
+                FAKE_SEND_STR("* 3 EXISTS\r\n* OK [UIDVALIDITY 100] v\r\n* OK [UIDNEXT 4] n\r\n%t OK [READ-ONLY] done\r\n"),
+                FAKE_EXPECT_LINE("%t UID SEARCH ALL"),
+                FAKE_SEND_STR("* SEARCH 1 2 3\r\n%t OK\r\n"),
+                FAKE_EXPECT_LINE("%t UID SEARCH UNSEEN UNDELETED"),
+                FAKE_SEND_STR("* SEARCH 2 3\r\n%t OK\r\n"),
+                FAKE_EXPECT_LINE("%t UID FETCH 3:* (UID FLAGS ENVELOPE INTERNALDATE RFC822.SIZE)"),
+                FAKE_SEND_STR("* 3 FETCH (UID 3 FLAGS () " ENVELOPE ")\r\n%t OK\r\n"),
+                FAKE_EXPECT_LINE("%t IDLE"),
+                FAKE_SEND_STR("+ idling\r\n"),
+                FAKE_STEP(FAKE_STALL),
+        };
+
+        start(script, ELEMS(script), IMAP_TLS_NONE, SASL_MECH_PREF_AUTO);
+        run_until(new_1, 5000, "the new message after the reset");
+        ck_assert_uint_eq(rec.n_new, 1);
+        ck_assert_uint_eq(rec.new_uids[0], 3);
+        ck_assert_uint_eq(imap_session_connects(sess), 2);
+        ck_assert_uint_eq(rec.entered[SESSION_BACKOFF], 1);
+}
+END_TEST
+
 Suite *quirks_suite(void);
 Suite *quirks_suite(void) {
         Suite *s = suite_create("session-quirks");
@@ -427,6 +497,8 @@ Suite *quirks_suite(void) {
         tcase_add_test(tc, test_oversized_literal);
         tcase_add_test(tc, test_wrong_tag);
         tcase_add_test(tc, test_xoauth2);
+        tcase_add_test(tc, test_oauthbearer_error_challenge);
+        tcase_add_test(tc, test_reset_mid_literal_catches_up);
         suite_add_tcase(s, tc);
         return s;
 }
