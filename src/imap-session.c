@@ -775,6 +775,11 @@ static const struct conn_callbacks conn_cb = {
 };
 
 static void session_connect(struct imap_session *s) {
+        int r;
+
+        /* first: disconnect() may rebuild the log prefix */
+        disconnect(s);
+
         struct conn_config cc = {
                 .host = s->cfg.host,
                 .port = s->cfg.port,
@@ -784,9 +789,7 @@ static void session_connect(struct imap_session *s) {
                 .connect_timeout_usec = s->cfg.connect_timeout_usec,
                 .log_prefix = s->log_prefix,
         };
-        int r;
 
-        disconnect(s);
         s->backoff_timer = sd_event_source_disable_unref(s->backoff_timer);
         imap_writer_init(&s->writer);
         s->parser = imap_parser_new(NULL);

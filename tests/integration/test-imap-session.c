@@ -54,6 +54,7 @@ static struct harness h;
 static sd_event *event;
 static struct imap_session *sess;
 static struct recorder rec;
+static unsigned want_new, want_flags, want_removed;
 
 static uint64_t now_ms(void) {
         struct timespec ts;
@@ -166,6 +167,7 @@ static void setup(void) {
         ck_assert_int_ge(harness_start(&h, 0), 0);
         ck_assert_int_ge(sd_event_new(&event), 0);
         rec = (struct recorder) { .h = &h, .user = "user1" };
+        want_new = want_flags = want_removed = 0;
         if (getenv("IMAPIDLED_TEST_TRACE"))
                 log_set_max_level(LOG_DEBUG);
 }
@@ -211,8 +213,6 @@ static bool is_error(void) {
         return rec.state == SESSION_ERROR;
 }
 
-static unsigned want_new;
-static unsigned want_flags, want_removed;
 static bool have_changes(void) {
         return rec.n_flags >= want_flags && rec.n_removed >= want_removed;
 }
