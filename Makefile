@@ -62,7 +62,9 @@ CORE_LIB    := $(B)/libimapcore.a
 
 # The engine and daemon: everything else in src/, on libsystemd, OpenSSL,
 # GLib, GMime and libnotify.
-ENGINE_SRCS := $(filter-out $(CORE_SRCS),$(sort $(wildcard src/*.c)))
+# (main programs are not part of it)
+MAIN_SRCS   := src/main.c
+ENGINE_SRCS := $(filter-out $(CORE_SRCS) $(MAIN_SRCS),$(sort $(wildcard src/*.c)))
 ENGINE_OBJS := $(ENGINE_SRCS:%.c=$(B)/%.o)
 ENGINE_LIB  := $(B)/libimapidled.a
 
@@ -81,7 +83,7 @@ IT_BINS     := $(IT_SRCS:tests/integration/%.c=$(B)/%)
 HELPER_BINS := $(B)/free-port
 DEMO_BIN    := $(B)/imap-idle-demo
 
-BINS        :=
+BINS        := $(B)/imapidled
 
 # The user unit and the D-Bus activation file, generated from their .in templates.
 DATA_FILES  := $(B)/imapidled.service $(B)/org.imapidled.Daemon1.service
@@ -93,7 +95,7 @@ FUZZ_FLAGS  := -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,addre
                -fno-sanitize-recover=undefined
 
 .PHONY: all deps check check-build check-unit check-integration check-fuzz-smoke check-data \
-        demo fuzz fuzz-build install uninstall clean FORCE
+        demo demo-core fuzz fuzz-build install uninstall clean FORCE
 
 all: $(CORE_LIB) $(ENGINE_LIB) $(BINS) $(DEMO_BIN) $(HELPER_BINS) $(DATA_FILES)
 
@@ -137,6 +139,11 @@ $(B)/test-unit: $(UNIT_OBJS) $(ENGINE_LIB) $(CORE_LIB)
 $(B)/test-%: $(B)/tests/integration/test-%.o $(TSUP_OBJS) $(ENGINE_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
 
+$(B)/imapidled: $(B)/src/main.o $(ENGINE_LIB) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(B)/src/main.o: override CFLAGS += $(PKG_CFLAGS)
+
 $(DEMO_BIN): $(B)/tests/support/imap-idle-demo.o $(TSUP_OBJS) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
@@ -165,12 +172,12 @@ check: deps
 	@$(MAKE) --no-print-directory check-build
 	@$(MAKE) --no-print-directory check-unit check-integration check-fuzz-smoke check-data
 
-check-build: $(CORE_LIB) $(B)/test-unit $(IT_BINS) $(DEMO_BIN) $(HELPER_BINS) $(FUZZ_BINS)
+check-build: $(CORE_LIB) $(BINS) $(B)/test-unit $(IT_BINS) $(DEMO_BIN) $(HELPER_BINS) $(FUZZ_BINS)
 
 check-unit: $(B)/test-unit
 	CK_DEFAULT_TIMEOUT=30 $(B)/test-unit
 
-check-integration: $(IT_BINS) $(HELPER_BINS)
+check-integration: $(BINS) $(IT_BINS) $(HELPER_BINS)
 	@set -e; for t in $(IT_BINS); do \
 		echo "== $$t"; IMAPIDLED_SRCDIR=$(CURDIR) IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) \
 		CK_DEFAULT_TIMEOUT=120 $$t; done
@@ -207,6 +214,11 @@ fuzz: $(FUZZ_BINS)
 fuzz-build: $(FUZZ_BINS)
 
 demo: deps
+	@$(MAKE) --no-print-directory $(BINS) $(HELPER_BINS)
+	@IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) scripts/demo.sh
+
+# the protocol core alone, without the daemon
+demo-core: deps
 	@$(MAKE) --no-print-directory $(DEMO_BIN) $(HELPER_BINS)
 	IMAPIDLED_SRCDIR=$(CURDIR) IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) $(DEMO_BIN)
 

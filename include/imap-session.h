@@ -145,6 +145,11 @@ int imap_session_stop(struct imap_session *s, void (*done)(struct imap_session *
  * new one (after resume from suspend, on network change). */
 int imap_session_reconnect(struct imap_session *s);
 
+/* Is the connection still alive? An idle session leaves IDLE and expects the
+ * server's answer within timeout_usec, else it reconnects (after a network
+ * change, where waiting for TCP keepalive would take minutes). */
+int imap_session_check(struct imap_session *s, uint64_t timeout_usec);
+
 /* Answers need_secret. The secret is copied and wiped after use. */
 void imap_session_set_secret(struct imap_session *s, const char *secret);
 void imap_session_secret_failed(struct imap_session *s, const char *message);

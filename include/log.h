@@ -12,6 +12,7 @@
  * ("work/INBOX: ") so every line names its account and mailbox.
  */
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <syslog.h>
@@ -49,3 +50,5 @@ int log_internalv(int level, int error, const char *prefix, const char *fmt, va_
 #define log_warning_errno(error, ...) log_internal(LOG_WARNING, (error), NULL, __VA_ARGS__)
 #define log_info_errno(error, ...)    log_internal(LOG_INFO, (error), NULL, __VA_ARGS__)
 #define log_debug_errno(error, ...)   log_internal(LOG_DEBUG, (error), NULL, __VA_ARGS__)
+
+#define log_oom() log_internal(LOG_ERR, ENOMEM, NULL, "out of memory")

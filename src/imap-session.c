@@ -960,6 +960,23 @@ int imap_session_reconnect(struct imap_session *s) {
         return 0;
 }
 
+int imap_session_check(struct imap_session *s, uint64_t timeout_usec) {
+        int r;
+
+        if (s->state != SESSION_IDLE || !s->idling || s->done_sent)
+                return 0;
+        session_hold(s);
+        /* DONE must be answered soon, or the connection is dead */
+        r = sync_idle_leave(s);
+        if (r >= 0 && s->conn) {
+                s->cmd_timer = sd_event_source_disable_unref(s->cmd_timer);
+                r = sd_event_add_time_relative(s->event, &s->cmd_timer, CLOCK_MONOTONIC, timeout_usec, 0,
+                                               on_cmd_timeout, s);
+        }
+        session_release(s);
+        return r;
+}
+
 static int on_stop_timeout(sd_event_source *es, uint64_t usec, void *userdata) {
         struct imap_session *s = userdata;
 
