@@ -71,7 +71,7 @@ ENGINE_LIB  := $(B)/libimapidled.a
 # Test support shared by integration tests and the demo: the Dovecot harness
 # wrapper and a small blocking TLS client (the daemon's own non-blocking
 # transport lives in src/).
-TSUP_SRCS   := tests/harness/harness.c tests/support/fake-server.c tests/support/test-client.c
+TSUP_SRCS   := tests/harness/harness.c tests/support/fake-server.c tests/support/test-client.c tests/support/daemon-runner.c
 TSUP_OBJS   := $(TSUP_SRCS:%.c=$(B)/%.o)
 
 UNIT_SRCS   := tests/check-main.c $(sort $(wildcard tests/test-*.c))

@@ -23,6 +23,9 @@ dovecot-core
 dovecot-imapd
 dbus-daemon
 procps
+python3-dbusmock
+python3-dbus
+libglib2.0-bin
 iproute2
 systemd
 python3

@@ -20,37 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon-runner.h"
 #include "harness.h"
 #include "suites.h"
 
 static struct harness h;
-static char dir[PATH_MAX + 16];         /* per test: config, state, logs, notify socket */
-static char config_path[PATH_MAX + 32], state_dir[PATH_MAX + 32], log_path[PATH_MAX + 32];
-static char notify_path[PATH_MAX + 32];
-static int notify_fd = -1;
-static pid_t daemon_pid;
-static char notify_seen[64 * 1024];
-static size_t notify_len;
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
-static const char *build_dir(void) {
-        const char *b = getenv("IMAPIDLED_BUILDDIR");
-        return b ? b : "build";
-}
-
-static void write_file(const char *path, const char *text) {
-        FILE *f = fopen(path, "w");
-
-        ck_assert_ptr_nonnull(f);
-        fputs(text, f);
-        fclose(f);
-}
+static struct daemon_runner d;
 
 /* A config with the harness's accounts: userN on IMAPS. */
 static void write_config(const char *extra_accounts) {
@@ -70,149 +45,42 @@ static void write_config(const char *extra_accounts) {
                  "mailboxes = INBOX; Lists\n"
                  "%s",
                  h.host, h.imaps_port, h.ca_file, extra_accounts ? extra_accounts : "");
-        write_file(config_path, buf);
+        ck_assert_int_eq(write_text_file(d.config_path, buf), 0);
 }
 
 static void setup(void) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
         ck_assert_int_ge(harness_start(&h, 0), 0);
         ck_assert_int_eq(harness_mkbox(&h, "user1", "Lists"), 0);
-        snprintf(dir, sizeof(dir), "%s/daemon-test", h.dir);
-        ck_assert_int_eq(mkdir(dir, 0700), 0);
-        snprintf(config_path, sizeof(config_path), "%s/config", dir);
-        snprintf(state_dir, sizeof(state_dir), "%s/state", dir);
-        snprintf(log_path, sizeof(log_path), "%s/daemon.log", dir);
-        snprintf(notify_path, sizeof(notify_path), "%s/notify", dir);
-
-        notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        ck_assert_int_ge(notify_fd, 0);
-        ck_assert_uint_lt(strlen(notify_path), sizeof(sa.sun_path));
-        memcpy(sa.sun_path, notify_path, strlen(notify_path) + 1);
-        ck_assert_int_eq(bind(notify_fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
-        notify_len = 0;
-        notify_seen[0] = '\0';
-        daemon_pid = 0;
+        ck_assert_int_eq(daemon_runner_init(&d, h.dir, "daemon-test"), 0);
         write_config(NULL);
 }
 
 static void teardown(void) {
-        if (daemon_pid > 0) {
-                kill(daemon_pid, SIGKILL);
-                waitpid(daemon_pid, NULL, 0);
-        }
-        if (notify_fd >= 0)
-                close(notify_fd);
-        notify_fd = -1;
+        daemon_runner_done(&d);
         harness_stop(&h);
 }
 
-/* Starts build/imapidled; extra_env: "NAME=value" strings or NULL. */
-static void start_daemon(const char *const *extra_args, const char *const *extra_env, bool watchdog) {
-        char exe[PATH_MAX];
-        pid_t pid;
-
-        snprintf(exe, sizeof(exe), "%s/imapidled", build_dir());
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                const char *argv[16] = { exe, "--config", config_path };
-                size_t n = 3;
-                int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-                if (fd < 0)
-                        _exit(127);
-                dup2(fd, STDERR_FILENO);
-                dup2(fd, STDOUT_FILENO);
-                for (size_t i = 0; extra_args && extra_args[i] && n < 15; i++)
-                        argv[n++] = extra_args[i];
-                argv[n] = NULL;
-                setenv("NOTIFY_SOCKET", notify_path, 1);
-                setenv("IMAPIDLED_STATE_DIR", state_dir, 1);
-                unsetenv("JOURNAL_STREAM");
-                if (watchdog) {
-                        char pidbuf[32];
-
-                        snprintf(pidbuf, sizeof(pidbuf), "%d", (int) getpid());
-                        setenv("WATCHDOG_PID", pidbuf, 1);
-                        setenv("WATCHDOG_USEC", "200000", 1);
-                }
-                for (size_t i = 0; extra_env && extra_env[i]; i++)
-                        putenv((char *) extra_env[i]);
-                execv(exe, (char *const *) argv);
-                _exit(127);
-        }
-        daemon_pid = pid;
-}
-
-static void read_notify(void) {
-        char buf[4096];
-        ssize_t n;
-
-        while ((n = recv(notify_fd, buf, sizeof(buf) - 1, 0)) > 0) {
-                buf[n] = '\0';
-                if (notify_len + (size_t) n + 2 < sizeof(notify_seen)) {
-                        memcpy(notify_seen + notify_len, buf, (size_t) n);
-                        notify_len += (size_t) n;
-                        notify_seen[notify_len++] = '\n';
-                        notify_seen[notify_len] = '\0';
-                }
-        }
-}
-
-static char *read_log(void) {
-        static char buf[1024 * 1024];
-        FILE *f = fopen(log_path, "r");
-        size_t n = 0;
-
-        buf[0] = '\0';
-        if (f) {
-                n = fread(buf, 1, sizeof(buf) - 1, f);
-                fclose(f);
-        }
-        buf[n] = '\0';
-        return buf;
-}
-
-static unsigned count(const char *haystack, const char *needle) {
-        unsigned n = 0;
-
-        for (const char *p = haystack; (p = strstr(p, needle)); p += strlen(needle))
-                n++;
-        return n;
-}
-
-/* Waits until the log holds at least n copies of needle. */
-static void wait_log(const char *needle, unsigned n, unsigned timeout_ms) {
-        uint64_t deadline = now_ms() + timeout_ms;
-
-        while (count(read_log(), needle) < n) {
-                ck_assert_msg(now_ms() < deadline, "timed out waiting for %u x \"%s\"; log:\n%s", n, needle,
-                              read_log());
-                usleep(20 * 1000);
-        }
-}
-
-static void wait_notify(const char *needle, unsigned timeout_ms) {
-        uint64_t deadline = now_ms() + timeout_ms;
-
-        for (;;) {
-                read_notify();
-                if (strstr(notify_seen, needle))
-                        return;
-                ck_assert_msg(now_ms() < deadline, "timed out waiting for %s on NOTIFY_SOCKET; got:\n%s\nlog:\n%s",
-                              needle, notify_seen, read_log());
-                usleep(20 * 1000);
-        }
+static void start_daemon(const char *const *args, const char *const *env, bool watchdog) {
+        ck_assert_int_eq(daemon_runner_start(&d, args, env, watchdog), 0);
 }
 
 static int stop_daemon(int sig) {
-        int status = 0;
+        return daemon_runner_stop(&d, sig);
+}
 
-        ck_assert_int_eq(kill(daemon_pid, sig), 0);
-        ck_assert_int_eq(waitpid(daemon_pid, &status, 0), daemon_pid);
-        daemon_pid = 0;
-        return status;
+static const char *read_log(void) {
+        return daemon_runner_log(&d);
+}
+
+static void wait_log(const char *needle, unsigned n, unsigned timeout_ms) {
+        ck_assert_msg(daemon_runner_wait_log(&d, needle, n, timeout_ms), "timed out waiting for %u x \"%s\"; log:\n%s",
+                      n, needle, read_log());
+}
+
+static void wait_notify(const char *needle, unsigned timeout_ms) {
+        ck_assert_msg(daemon_runner_wait_notify(&d, needle, timeout_ms),
+                      "timed out waiting for %s on NOTIFY_SOCKET; got:\n%s\nlog:\n%s", needle,
+                      daemon_runner_notified(&d), read_log());
 }
 
 static void deliver(const char *mailbox, const char *subject) {
@@ -233,8 +101,7 @@ START_TEST(test_systemd_notify) {
         status = stop_daemon(SIGTERM);
         ck_assert(WIFEXITED(status));
         ck_assert_int_eq(WEXITSTATUS(status), 0);
-        read_notify();
-        ck_assert_ptr_nonnull(strstr(notify_seen, "STOPPING=1"));
+        ck_assert_ptr_nonnull(strstr(daemon_runner_notified(&d), "STOPPING=1"));
         ck_assert_ptr_nonnull(strstr(read_log(), "logging out"));
 }
 END_TEST
@@ -248,8 +115,8 @@ START_TEST(test_exactly_once_across_restarts) {
         for (int i = 0; i < 3; i++)
                 deliver(i == 1 ? "Lists" : "INBOX", "while running");
         wait_log("new mail in ", 3, 15000);
-        ck_assert_uint_eq(count(read_log(), "UID 1 "), 1);      /* Lists UID 1 */
-        ck_assert_uint_eq(count(read_log(), "before the first start"), 0);
+        ck_assert_uint_eq(daemon_runner_count(&d, "UID 1 "), 1);      /* Lists UID 1 */
+        ck_assert_uint_eq(daemon_runner_count(&d, "before the first start"), 0);
 
         stop_daemon(SIGKILL);
         deliver("INBOX", "while down 1");
@@ -257,14 +124,14 @@ START_TEST(test_exactly_once_across_restarts) {
         start_daemon(NULL, NULL, false);
         wait_log("new mail in ", 5, 15000);
         usleep(1500 * 1000);
-        ck_assert_uint_eq(count(read_log(), "new mail in "), 5);
-        ck_assert_uint_eq(count(read_log(), "while down"), 2);
+        ck_assert_uint_eq(daemon_runner_count(&d, "new mail in "), 5);
+        ck_assert_uint_eq(daemon_runner_count(&d, "while down"), 2);
 
         ck_assert_int_eq(WEXITSTATUS(stop_daemon(SIGTERM)), 0);
         start_daemon(NULL, NULL, false);
         wait_notify("STATUS=2/2 mailboxes idle", 15000);
         usleep(1500 * 1000);
-        ck_assert_uint_eq(count(read_log(), "new mail in "), 5);
+        ck_assert_uint_eq(daemon_runner_count(&d, "new mail in "), 5);
         /* the sender's name is decoded for display */
         ck_assert_ptr_nonnull(strstr(read_log(), "from \"J\xc3\xb6rg\""));
 }
@@ -285,7 +152,7 @@ START_TEST(test_uidvalidity_change_no_flood) {
         start_daemon(NULL, NULL, false);
         wait_log("rebuilt on the server", 1, 15000);
         usleep(1000 * 1000);
-        ck_assert_uint_eq(count(read_log(), "new mail in "), 0);
+        ck_assert_uint_eq(daemon_runner_count(&d, "new mail in "), 0);
         deliver("Lists", "after the rebuild");
         wait_log("new mail in ", 1, 15000);
 }
@@ -300,8 +167,8 @@ START_TEST(test_reload) {
         wait_notify("STATUS=2/2 mailboxes idle", 15000);
         ck_assert_int_ge(harness_doveadm(&h, who1, sizeof(who1), "who", "-1", "user1", NULL), 0);
 
-        write_file(config_path, "[account main]\nhost = \nport = abc\n");
-        kill(daemon_pid, SIGHUP);
+        ck_assert_int_eq(write_text_file(d.config_path, "[account main]\nhost = \nport = abc\n"), 0);
+        kill(d.pid, SIGHUP);
         wait_log("keeping the running one", 1, 5000);
         deliver("INBOX", "still watching");
         wait_log("new mail in ", 1, 15000);
@@ -311,7 +178,7 @@ START_TEST(test_reload) {
                  "\n[account second]\nhost = %s\nport = %d\ntls = implicit\nca_file = %s\nuser = user2\n"
                  "password = pass-user2\n", h.host, h.imaps_port, h.ca_file);
         write_config(extra);
-        kill(daemon_pid, SIGHUP);
+        kill(d.pid, SIGHUP);
         wait_notify("STATUS=3/3 mailboxes idle", 15000);
         ck_assert_int_ge(harness_doveadm(&h, who2, sizeof(who2), "who", "-1", "user1", NULL), 0);
         /* same imap process (pid) for user1: the connection was kept */
@@ -358,13 +225,14 @@ START_TEST(test_check_config) {
         char cmd[PATH_MAX * 4];
         int status;
 
-        snprintf(cmd, sizeof(cmd), "%s/imapidled --check-config --config %s >%s 2>&1", build_dir(), config_path,
-                 log_path);
+        const char *b = getenv("IMAPIDLED_BUILDDIR");
+        snprintf(cmd, sizeof(cmd), "%s/imapidled --check-config --config %s >%s 2>&1", b ? b : "build",
+                 d.config_path, d.log_path);
         status = system(cmd);
         ck_assert_int_eq(WEXITSTATUS(status), 0);
         ck_assert_ptr_nonnull(strstr(read_log(), "valid, 1 account"));
 
-        write_file(config_path, "[account work]\nhost = imap.example.com\nport = abc\nuser = me\npassword_file = /x\n");
+        ck_assert_int_eq(write_text_file(d.config_path, "[account work]\nhost = imap.example.com\nport = abc\nuser = me\npassword_file = /x\n"), 0);
         status = system(cmd);
         ck_assert_int_eq(WEXITSTATUS(status), 1);
         ck_assert_ptr_nonnull(strstr(read_log(), "[account work] port: expected 1-65535, got \"abc\""));
