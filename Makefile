@@ -13,6 +13,7 @@ PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
 DATADIR     ?= $(PREFIX)/share
 DOCDIR      ?= $(DATADIR)/doc/imapidled
+MANDIR      ?= $(DATADIR)/man
 DESTDIR     ?=
 
 # Where the user unit, the D-Bus activation file and the interface XML go. pkg-config says where
@@ -94,7 +95,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS  := -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined
 
-.PHONY: all deps check check-build check-unit check-integration check-fuzz-smoke check-data \
+.PHONY: all deps check check-build check-unit check-integration check-fuzz-smoke check-data check-install \
         demo demo-core fuzz fuzz-build install uninstall clean FORCE
 
 all: $(CORE_LIB) $(ENGINE_LIB) $(BINS) $(DEMO_BIN) $(HELPER_BINS) $(DATA_FILES)
@@ -170,7 +171,7 @@ $(B)/org.imapidled.Daemon1.service: dbus/org.imapidled.Daemon1.service.in $(B)/p
 # make check: dependencies first, then a fresh make so that pkg-config sees them.
 check: deps
 	@$(MAKE) --no-print-directory check-build
-	@$(MAKE) --no-print-directory check-unit check-integration check-fuzz-smoke check-data
+	@$(MAKE) --no-print-directory check-unit check-integration check-fuzz-smoke check-data check-install
 
 check-build: $(CORE_LIB) $(BINS) $(B)/test-unit $(IT_BINS) $(DEMO_BIN) $(HELPER_BINS) $(FUZZ_BINS)
 
@@ -223,14 +224,35 @@ demo-core: deps
 	IMAPIDLED_SRCDIR=$(CURDIR) IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) $(DEMO_BIN)
 
 # ---------------------------------------------------------------------------
-install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR)
-	$(if $(BINS),install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/)
+# The D-Bus activation file and interface XML join once the daemon owns its
+# bus name (the D-Bus issue); a activation file now would start a daemon that
+# never answers.
+install: $(BINS) $(DATA_FILES)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(SYSTEMD_USER_UNIT_DIR)
+	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(B)/imapidled.service $(DESTDIR)$(SYSTEMD_USER_UNIT_DIR)/
+	install -m 644 man/imapidled.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/imapidled.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
 
 uninstall:
-	$(if $(BINS),rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINS))))
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINS)))
+	rm -f $(DESTDIR)$(SYSTEMD_USER_UNIT_DIR)/imapidled.service
+	rm -f $(DESTDIR)$(MANDIR)/man1/imapidled.1 $(DESTDIR)$(MANDIR)/man5/imapidled.conf.5
 	rm -rf $(DESTDIR)$(DOCDIR)
+
+# A staged install and uninstall leave exactly the expected files.
+check-install: $(BINS) $(DATA_FILES)
+	@set -e; stage=$(abspath $(B))/stage; rm -rf $$stage; \
+	$(MAKE) --no-print-directory install DESTDIR=$$stage PREFIX=/usr >/dev/null; \
+	for f in /usr/bin/imapidled /usr/share/man/man1/imapidled.1 /usr/share/man/man5/imapidled.conf.5 \
+		/usr/share/doc/imapidled/README.md; do test -f $$stage$$f || { echo "missing $$f"; exit 1; }; done; \
+	unit=$$(find $$stage -name imapidled.service); test -n "$$unit"; \
+	grep -q '^ExecStart=/usr/bin/imapidled$$' $$unit; \
+	$(MAKE) --no-print-directory uninstall DESTDIR=$$stage PREFIX=/usr >/dev/null; \
+	left=$$(find $$stage -type f); test -z "$$left" || { echo "left after uninstall: $$left"; exit 1; }; \
+	rm -rf $$stage; echo "install: ok (PREFIX=/usr, unit in $${unit#$$stage})"
 
 clean:
 	rm -rf $(B)
