@@ -239,6 +239,24 @@ START_TEST(test_check_config) {
 }
 END_TEST
 
+/* Under journald ($JOURNAL_STREAM names stderr) lines carry <N> priorities. */
+START_TEST(test_journal_priorities) {
+        static char env_stream[64];
+        const char *env[] = { env_stream, NULL };
+        struct stat st;
+
+        ck_assert_int_eq(write_text_file(d.log_path, ""), 0);
+        ck_assert_int_eq(stat(d.log_path, &st), 0);
+        snprintf(env_stream, sizeof(env_stream), "JOURNAL_STREAM=%llu:%llu", (unsigned long long) st.st_dev,
+                 (unsigned long long) st.st_ino);
+        start_daemon(NULL, env, false);
+        wait_notify("STATUS=2/2 mailboxes idle", 15000);
+        deliver("INBOX", "journal");
+        wait_log("<6>main: new mail in INBOX", 1, 15000);
+        ck_assert_ptr_nonnull(strstr(read_log(), "<6>watching 1 account"));
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("daemon");
         TCase *tc = tcase_create("daemon");
@@ -254,6 +272,7 @@ int main(void) {
         tcase_add_test(tc, test_hanging_password_command);
         tcase_add_test(tc, test_trace_has_no_password);
         tcase_add_test(tc, test_check_config);
+        tcase_add_test(tc, test_journal_priorities);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
