@@ -51,6 +51,7 @@ struct imap_session {
         size_t pending_off;
         unsigned pending_sync;
         sd_event_source *cmd_timer;
+        uint64_t cmd_timeout_usec;              /* what cmd_timer was armed with */
         const char *cmd_name;                   /* for timeout messages */
 
         /* authentication */

@@ -289,14 +289,14 @@ static int on_cmd_timeout(sd_event_source *es, uint64_t usec, void *userdata) {
         else
                 session_fail(s, SESSION_BACKOFF, -ETIMEDOUT,
                              "the server did not answer %s within %.1f s; reconnecting",
-                             s->cmd_name ? s->cmd_name : "the command",
-                             (double) s->cfg.command_timeout_usec / 1e6);
+                             s->cmd_name ? s->cmd_name : "the command", (double) s->cmd_timeout_usec / 1e6);
         session_release(s);
         return 0;
 }
 
 int session_arm_command_timer(struct imap_session *s) {
         s->cmd_timer = sd_event_source_disable_unref(s->cmd_timer);
+        s->cmd_timeout_usec = s->cfg.command_timeout_usec;
         return sd_event_add_time_relative(s->event, &s->cmd_timer, CLOCK_MONOTONIC, s->cfg.command_timeout_usec,
                                           0, on_cmd_timeout, s);
 }
@@ -970,6 +970,7 @@ int imap_session_check(struct imap_session *s, uint64_t timeout_usec) {
         r = sync_idle_leave(s);
         if (r >= 0 && s->conn) {
                 s->cmd_timer = sd_event_source_disable_unref(s->cmd_timer);
+                s->cmd_timeout_usec = timeout_usec;
                 r = sd_event_add_time_relative(s->event, &s->cmd_timer, CLOCK_MONOTONIC, timeout_usec, 0,
                                                on_cmd_timeout, s);
         }

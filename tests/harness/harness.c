@@ -319,7 +319,7 @@ static int parse_port(int *port, const char *value) {
 }
 
 /* Fills h from start's KEY=VALUE lines; unknown keys are ignored. */
-static int parse_start(struct harness *h, char *out, bool want_dbus) {
+static int parse_start(struct harness *h, char *out, bool want_dbus, bool want_listen) {
         char *save = NULL;
 
         for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -339,6 +339,8 @@ static int parse_start(struct harness *h, char *out, bool want_dbus) {
                         r = copy_value(h->ca_file, sizeof(h->ca_file), value);
                 else if (strcmp(line, "DBUS_SESSION_BUS_ADDRESS") == 0)
                         r = copy_value(h->dbus_address, sizeof(h->dbus_address), value);
+                else if (strcmp(line, "LISTEN") == 0 && !h->listen[0])
+                        r = copy_value(h->listen, sizeof(h->listen), value);
                 else if (strcmp(line, "DIR") == 0)
                         r = copy_value(h->dir, sizeof(h->dir), value);
                 else if (strcmp(line, "USERS") == 0) {
@@ -358,7 +360,7 @@ static int parse_start(struct harness *h, char *out, bool want_dbus) {
                 }
         }
         if (!h->host[0] || !h->imap_port || !h->imaps_port || !h->ca_file[0] || !h->n_users || !h->dir[0] ||
-            (want_dbus && !h->dbus_address[0])) {
+            (want_dbus && !h->dbus_address[0]) || (want_listen && !h->listen[0])) {
                 fprintf(stderr, "harness: harness.sh start printed incomplete settings\n");
                 return -EPROTO;
         }
@@ -366,9 +368,14 @@ static int parse_start(struct harness *h, char *out, bool want_dbus) {
 }
 
 int harness_start(struct harness *h, unsigned flags) {
+        return harness_start_listen(h, flags, NULL);
+}
+
+int harness_start_listen(struct harness *h, unsigned flags, const char *listen_addr) {
         char dir[PATH_MAX], pid[32], out[8192];
         const char *tmp = getenv("TMPDIR");
-        const char *args[10];
+        const char *args[12];
+        bool want_listen = listen_addr && *listen_addr;
         size_t n = 0;
         int r;
 
@@ -390,11 +397,15 @@ int harness_start(struct harness *h, unsigned flags) {
                 args[n++] = "--remove-on-owner-exit";
         if (flags & HARNESS_DBUS)
                 args[n++] = "--dbus";
+        if (want_listen) {
+                args[n++] = "--listen";
+                args[n++] = listen_addr;
+        }
         args[n] = NULL;
 
         r = run_script(args, NULL, out, sizeof(out));
         if (r >= 0)
-                r = parse_start(h, out, flags & HARNESS_DBUS);
+                r = parse_start(h, out, flags & HARNESS_DBUS, want_listen);
         if (r < 0) {
                 const char *stop[] = { "stop", dir, NULL };
 

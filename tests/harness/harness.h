@@ -40,6 +40,7 @@ struct harness {
         char ca_file[PATH_MAX];                 /* PEM of the CA that signed the server certificate */
         char dbus_address[PATH_MAX + 32];       /* empty unless HARNESS_DBUS */
         unsigned n_users;
+        char listen[64];                        /* the extra address of harness_start_listen, else empty */
 };
 
 enum {
@@ -50,6 +51,14 @@ enum {
  * and fills h. h needs no initialisation; on failure it is left zeroed (so
  * harness_stop is harmless) and nothing is left running or on disk. */
 int harness_start(struct harness *h, unsigned flags);
+
+/* harness_start, and Dovecot also listens on listen_addr (both ports; NULL or
+ * "" adds nothing), e.g. the root end of a veth pair leading into a test's
+ * network namespace. The address must already be configured on an interface
+ * and be a private one (127/8, 10/8, 172.16/12, 192.168/16, fc00::/7); the
+ * server certificate carries it as an IP subjectAltName, so a client verifies
+ * with host = listen_addr. Logins on it need TLS (STARTTLS or IMAPS). */
+int harness_start_listen(struct harness *h, unsigned flags, const char *listen_addr);
 
 /* Stops every server, waits for them and removes the directory. Safe to call
  * twice and on a zeroed, never-started or failed harness. */

@@ -4,6 +4,7 @@
 # implementation of the harness; tests/harness/harness.c only runs it.
 #
 #   harness.sh start DIR [--owner PID] [--remove-on-owner-exit] [--dbus] [--users N]
+#                        [--listen ADDR]...
 #   harness.sh stop DIR [--remove]
 #   harness.sh deliver DIR USER MAILBOX            < message
 #   harness.sh mail DIR USER MAILBOX FROM SUBJECT [BODY]
@@ -17,12 +18,19 @@
 #
 # start prints KEY=VALUE lines on stdout (HOST, IMAP_PORT, IMAPS_PORT, CA_FILE,
 # USERS, with --dbus also DBUS_SESSION_BUS_ADDRESS and DBUS_SERVICE_DIR for
-# activation files, DIR); readers ignore keys they do not know. Everything lives under DIR, so harnesses run in parallel do not
+# activation files, one LISTEN per --listen, DIR); readers ignore keys they do
+# not know. Everything lives under DIR, so harnesses run in parallel do not
 # collide; ports come from build/free-port, never fixed ones.
 #
 # Users are user1..userN with password pass-userI. As root each user has its own
 # uid (Dovecot refuses root mail processes, and inotify allows only 128 instances
 # per uid); otherwise Dovecot runs rootless and every user is the caller.
+#
+# --listen ADDR: Dovecot also listens on ADDR (both ports), e.g. the root end of
+# a veth pair whose other end is in a test's network namespace; the server
+# certificate carries IP:ADDR too. ADDR must already be configured on an
+# interface and must be private (127/8, 10/8, 172.16/12, 192.168/16, fc00::/7):
+# the harness has test passwords. On ADDR, logins need TLS (STARTTLS or IMAPS).
 #
 # Environment: IMAPIDLED_BUILDDIR (default <repo>/build) locates free-port.
 set -euo pipefail
@@ -114,9 +122,12 @@ require_harness() {
 # start
 
 gen_tls() {
-	local t=$1/tls
+	local t=$1/tls san='DNS:localhost, IP:127.0.0.1' a
+	for a in "${LISTEN[@]}"; do
+		san+=", IP:$a"
+	done
 	mkdir -p "$t"
-	cat >"$t/openssl.cnf" <<-'EOF'
+	cat >"$t/openssl.cnf" <<-EOF
 	[req]
 	distinguished_name = dn
 	prompt = no
@@ -130,7 +141,7 @@ gen_tls() {
 	basicConstraints = critical, CA:FALSE
 	keyUsage = critical, digitalSignature
 	extendedKeyUsage = serverAuth
-	subjectAltName = DNS:localhost, IP:127.0.0.1
+	subjectAltName = $san
 	subjectKeyIdentifier = hash
 	authorityKeyIdentifier = keyid
 	EOF
@@ -187,7 +198,15 @@ gen_users() {
 }
 
 write_dovecot_conf() {
-	local dir=$1 imap_port=$2 imaps_port=$3 identity first_uid
+	local dir=$1 imap_port=$2 imaps_port=$3 identity first_uid addrs=127.0.0.1 a extra=''
+	for a in "${LISTEN[@]}"; do
+		addrs+=", $a"
+		# Not loopback: no credentials without TLS, as the daemon insists.
+		extra+="
+local $a {
+  disable_plaintext_auth = yes
+}"
+	done
 	if ((EUID == 0)); then
 		first_uid=$((USER_UID_BASE + 1))
 		identity="default_internal_user = dovecot
@@ -224,16 +243,16 @@ first_valid_uid = $first_uid
 last_valid_uid = 0
 
 protocols = imap
-listen = 127.0.0.1
+listen = $addrs
 login_greeting = imapidled harness ready.
 
 service imap-login {
   inet_listener imap {
-    address = 127.0.0.1
+    address = $addrs
     port = $imap_port
   }
   inet_listener imaps {
-    address = 127.0.0.1
+    address = $addrs
     port = $imaps_port
     ssl = yes
   }
@@ -258,7 +277,8 @@ service anvil {
 
 # TLS: implicit on the imaps listener, STARTTLS offered on the imap listener.
 # ssl = yes (not required) and disable_plaintext_auth = no let tests also log
-# in with tls = none; acceptable only because both listeners are loopback-only.
+# in with tls = none; acceptable only because both listeners are loopback-only
+# (--listen addresses are private ones and get disable_plaintext_auth = yes).
 ssl = yes
 ssl_cert = <$dir/tls/server.pem
 ssl_key = <$dir/tls/server.key
@@ -317,7 +337,7 @@ protocol lda {
 plugin {
   mail_log_events = save
   mail_log_fields = uid box msgid
-}
+}$extra
 EOF
 }
 
@@ -334,6 +354,10 @@ launch_dovecot() {
 	fi
 	if grep -qs 'Address already in use' "$dir/dovecot.start.log" "$dir/dovecot.log"; then
 		return 2
+	fi
+	if grep -qs 'Cannot assign requested address' "$dir/dovecot.start.log" "$dir/dovecot.log"; then
+		tail -n 5 "$dir/dovecot.log" >&2 2>/dev/null || true
+		die "dovecot cannot bind a --listen address (${LISTEN[*]}): is it configured on an interface?"
 	fi
 	cat "$dir/dovecot.start.log" >&2
 	tail -n 20 "$dir/dovecot.log" >&2 2>/dev/null || true
@@ -474,8 +498,35 @@ start_cleanup() {
 	fi
 }
 
+# --listen ADDR: a private IPv4 or IPv6 address, canonical as Dovecot and
+# OpenSSL want it (no brackets, no prefix length); 127.0.0.1 is always there.
+LISTEN=()
+add_listen() {
+	local a=$1 o1 o2 o3 o4 x
+	if [[ $a =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]]; then
+		o1=$((10#${BASH_REMATCH[1]})) o2=$((10#${BASH_REMATCH[2]}))
+		o3=$((10#${BASH_REMATCH[3]})) o4=$((10#${BASH_REMATCH[4]}))
+		((o1 <= 255 && o2 <= 255 && o3 <= 255 && o4 <= 255)) || die "--listen $a: not an IPv4 address"
+		a=$o1.$o2.$o3.$o4
+		((o1 == 127 || o1 == 10 || (o1 == 172 && (o2 & 0xf0) == 16) || (o1 == 192 && o2 == 168))) ||
+			die "--listen $a: only private addresses (127/8, 10/8, 172.16/12, 192.168/16)"
+	elif [[ $a =~ ^[0-9A-Fa-f:]+$ && $a == *:*:* ]]; then
+		a=${a,,}
+		x=${a%%:*}
+		[[ $a == ::1 || ($x =~ ^f[cd][0-9a-f]{2}$) ]] ||
+			die "--listen $a: only private IPv6 addresses (fc00::/7, ::1)"
+	else
+		die "--listen '$a': expected an IPv4 or IPv6 address"
+	fi
+	[[ $a != 127.0.0.1 ]] || return 0
+	for x in "${LISTEN[@]}"; do
+		[[ $x != "$a" ]] || return 0
+	done
+	LISTEN+=("$a")
+}
+
 cmd_start() {
-	local dir='' owner='' dbus=0 users=4 remove=0 attempt rc ports imap_port imaps_port
+	local dir='' owner='' dbus=0 users=4 remove=0 attempt rc ports imap_port imaps_port a
 	while (($#)); do
 		case $1 in
 		--owner) owner=${2-}; shift 2 || usage ;;
@@ -484,6 +535,8 @@ cmd_start() {
 		--dbus) dbus=1; shift ;;
 		--users) users=${2-}; shift 2 || usage ;;
 		--users=*) users=${1#*=}; shift ;;
+		--listen) add_listen "${2-}"; shift 2 || usage ;;
+		--listen=*) add_listen "${1#*=}"; shift ;;
 		-*) die "start: unknown option $1" ;;
 		*) [[ -z $dir ]] || usage; dir=$1; shift ;;
 		esac
@@ -551,6 +604,9 @@ cmd_start() {
 	echo "IMAPS_PORT=$imaps_port"
 	echo "CA_FILE=$dir/tls/ca.pem"
 	echo "USERS=$users"
+	for a in "${LISTEN[@]}"; do
+		echo "LISTEN=$a"
+	done
 	if ((dbus)); then
 		echo "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDRESS"
 		echo "DBUS_SERVICE_DIR=$dir/dbus-services"
