@@ -91,6 +91,9 @@ int daemon_runner_start(struct daemon_runner *r, const char *const *args, const 
                 argv[n] = NULL;
                 sigemptyset(&none);
                 sigprocmask(SIG_SETMASK, &none, NULL);
+                /* never the developer's own session bus: a test that wants
+                 * one passes its private bus in env */
+                setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/imapidled-test-bus", 1);
                 setenv("NOTIFY_SOCKET", r->notify_path, 1);
                 setenv("IMAPIDLED_STATE_DIR", r->state_dir, 1);
                 unsetenv("JOURNAL_STREAM");
