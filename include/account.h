@@ -43,6 +43,9 @@ void account_reconnect(struct account *a);
 /* The network changed: reconnect sessions that wait in backoff at once, and
  * make idle ones prove they are alive within 10 s. */
 void account_network_changed(struct account *a);
+/* CheckNow (D-Bus): sessions waiting in backoff or error reconnect at once;
+ * idle ones leave IDLE, catch up and must be answered within 10 s. */
+void account_check_now(struct account *a);
 
 const struct config_account *account_config(const struct account *a);
 const char *account_id(const struct account *a);
@@ -56,3 +59,6 @@ unsigned account_unseen(const struct account *a);
 unsigned account_connections(const struct account *a);         /* sessions running */
 /* Per mailbox info (i < account_n_mailboxes). */
 void account_mailbox_info(const struct account *a, unsigned i, struct mail_mailbox_info *ret);
+/* The last failure of the connection watching mailbox i, "" while it is
+ * idle or before any failure. Borrowed: valid until the next event. */
+const char *account_mailbox_last_error(const struct account *a, unsigned i);

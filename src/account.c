@@ -534,6 +534,20 @@ void account_network_changed(struct account *a) {
         }
 }
 
+void account_check_now(struct account *a) {
+        for (size_t i = 0; i < a->n_slots; i++) {
+                struct imap_session *s = a->slots[i].session;
+
+                if (!s)
+                        continue;
+                enum session_state st = imap_session_get_state(s);
+                if (st == SESSION_BACKOFF || st == SESSION_ERROR)
+                        imap_session_reconnect(s);
+                else if (st == SESSION_IDLE)
+                        imap_session_check(s, NETWORK_CHECK_TIMEOUT_USEC);
+        }
+}
+
 const struct config_account *account_config(const struct account *a) {
         return a->cfg;
 }
@@ -632,4 +646,13 @@ void account_mailbox_info(const struct account *a, unsigned i, struct mail_mailb
                 .uidvalidity = m->uidvalidity,
                 .uidnext = m->uidnext,
         };
+}
+
+const char *account_mailbox_last_error(const struct account *a, unsigned i) {
+        const struct mailbox *m = &a->mb[i];
+        const struct imap_session *s = m->slot ? m->slot->session : NULL;
+
+        if (!s || imap_session_get_state(s) == SESSION_IDLE)
+                return "";
+        return imap_session_last_error(s);
 }

@@ -10,6 +10,7 @@
 #include <systemd/sd-event.h>
 
 #include "account.h"
+#include "bus.h"
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
@@ -37,11 +38,13 @@ struct daemon {
 
         struct sleep_monitor *sleep;
         struct net_monitor *net;
+        struct bus *bus;                        /* NULL until daemon_run */
         sd_event_source *status_defer;
         sd_event_source *stop_timer;
         char last_status[256];
-        bool ready, stopping;
+        bool ready, stopping, paused;
         unsigned stopping_accounts;
+        int exit_error;                         /* < 0: daemon_run fails with it */
 };
 
 /* ---- fan-out to the outputs ---------------------------------------------- */
@@ -143,7 +146,10 @@ static void status_changed(struct daemon *d) {
 }
 
 static void on_account_changed(struct account *a, void *userdata) {
-        status_changed(userdata);
+        struct daemon *d = userdata;
+
+        status_changed(d);
+        bus_changed(d->bus);
 }
 
 /* ---- accounts ------------------------------------------------------------ */
@@ -183,7 +189,29 @@ static int start_accounts(struct daemon *d) {
         return 0;
 }
 
+/* The errors in diag, one per line; NULL on OOM. */
+static char *diag_errors(const struct config_diag *diag) {
+        size_t len = 0;
+        char *s, *p;
+
+        for (size_t i = 0; i < diag->n; i++)
+                if (diag->items[i].severity == CONFIG_DIAG_ERROR)
+                        len += strlen(diag->items[i].message) + 1;
+        s = p = malloc(len + 1);
+        if (!s)
+                return NULL;
+        *p = '\0';
+        for (size_t i = 0; i < diag->n; i++)
+                if (diag->items[i].severity == CONFIG_DIAG_ERROR)
+                        p += sprintf(p, "%s%s", p == s ? "" : "\n", diag->items[i].message);
+        return s;
+}
+
 int daemon_reload(struct daemon *d) {
+        return daemon_reload_full(d, NULL);
+}
+
+int daemon_reload_full(struct daemon *d, char **ret_errors) {
         struct config_diag diag = {};
         struct config *c = NULL;
         struct account **next;
@@ -195,11 +223,14 @@ int daemon_reload(struct daemon *d) {
         for (size_t i = 0; i < diag.n; i++)
                 log_full_errno(diag.items[i].severity == CONFIG_DIAG_ERROR ? LOG_ERR : LOG_WARNING, 0, "%s: %s", d->config_path,
                                diag.items[i].message);
-        config_diag_done(&diag);
         if (r < 0) {
                 log_error("the new configuration is not valid; keeping the running one");
+                if (ret_errors)
+                        *ret_errors = diag_errors(&diag);
+                config_diag_done(&diag);
                 return r;
         }
+        config_diag_done(&diag);
 
         next = calloc(c->n_accounts + 1, sizeof(struct account *));
         if (!next) {
@@ -239,6 +270,7 @@ int daemon_reload(struct daemon *d) {
         config_free(d->config);
         d->config = c;
         status_changed(d);
+        bus_changed(d->bus);
         log_info("configuration reloaded: %zu account%s", n, n == 1 ? "" : "s");
         return 0;
 }
@@ -307,6 +339,12 @@ static void daemon_stop(struct daemon *d) {
                 account_stop(d->accounts[i], on_account_stopped, d);
 }
 
+void daemon_exit_failure(struct daemon *d, int error) {
+        if (!d->exit_error)
+                d->exit_error = error < 0 ? error : -EIO;
+        daemon_stop(d);
+}
+
 static int on_signal(sd_event_source *es, const struct signalfd_siginfo *si, void *userdata) {
         struct daemon *d = userdata;
 
@@ -319,6 +357,41 @@ static int on_signal(sd_event_source *es, const struct signalfd_siginfo *si, voi
         }
         daemon_stop(d);
         return 0;
+}
+
+/* ---- for the outputs ----------------------------------------------------- */
+
+size_t daemon_n_accounts(const struct daemon *d) {
+        return d->n_accounts;
+}
+
+struct account *daemon_get_account(const struct daemon *d, size_t i) {
+        return i < d->n_accounts ? d->accounts[i] : NULL;
+}
+
+struct account *daemon_find_account(const struct daemon *d, const char *id) {
+        for (size_t i = 0; i < d->n_accounts; i++)
+                if (strcmp(account_id(d->accounts[i]), id) == 0)
+                        return d->accounts[i];
+        return NULL;
+}
+
+void daemon_check_now(struct daemon *d) {
+        log_info("checking every account now");
+        for (size_t i = 0; i < d->n_accounts; i++)
+                account_check_now(d->accounts[i]);
+}
+
+bool daemon_get_paused(const struct daemon *d) {
+        return d->paused;
+}
+
+void daemon_set_paused(struct daemon *d, bool paused) {
+        if (d->paused == paused)
+                return;
+        d->paused = paused;
+        log_info("%s", paused ? "paused: no notifications pop up until resumed" : "resumed: notifications pop up again");
+        bus_changed(d->bus);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -407,6 +480,8 @@ struct daemon *daemon_free(struct daemon *d) {
         for (size_t i = 0; i < d->n_accounts; i++)
                 account_free(d->accounts[i]);
         free(d->accounts);
+        /* after the accounts: nothing publishes to its sink any more */
+        bus_free(d->bus);
         sleep_monitor_free(d->sleep);
         net_monitor_free(d->net);
         sd_event_source_disable_unref(d->status_defer);
@@ -422,13 +497,24 @@ struct daemon *daemon_free(struct daemon *d) {
 int daemon_run(struct daemon *d) {
         int r;
 
+        /* the bus name first: a second instance must go before it opens a
+         * single IMAP connection (-EEXIST, logged); no session bus at all is
+         * not an error */
+        r = bus_new(d->event, d, &d->bus);
+        if (r < 0)
+                return r;
         r = start_accounts(d);
         if (r < 0)
                 return log_error_errno(r, "cannot start the accounts: %m");
-        /* ready: the loop runs and every account is on its way */
+        /* the objects exist before anyone can ask for them */
+        bus_changed(d->bus);
+        bus_flush(d->bus);
+        /* ready: the name is ours, the loop runs and every account is on its way */
         sd_notify(false, "READY=1");
         status_changed(d);
         r = sd_event_loop(d->event);
+        if (d->exit_error < 0)
+                return d->exit_error;
         if (r < 0)
                 return log_error_errno(r, "event loop failed: %m");
         return r;
