@@ -64,7 +64,7 @@ CORE_LIB    := $(B)/libimapcore.a
 # The engine and daemon: everything else in src/, on libsystemd, OpenSSL,
 # GLib, GMime and libnotify.
 # (main programs are not part of it)
-MAIN_SRCS   := src/main.c
+MAIN_SRCS   := src/main.c src/imapidlectl.c
 ENGINE_SRCS := $(filter-out $(CORE_SRCS) $(MAIN_SRCS),$(sort $(wildcard src/*.c)))
 ENGINE_OBJS := $(ENGINE_SRCS:%.c=$(B)/%.o)
 ENGINE_LIB  := $(B)/libimapidled.a
@@ -84,7 +84,7 @@ IT_BINS     := $(IT_SRCS:tests/integration/%.c=$(B)/%)
 HELPER_BINS := $(B)/free-port
 DEMO_BIN    := $(B)/imap-idle-demo
 
-BINS        := $(B)/imapidled
+BINS        := $(B)/imapidled $(B)/imapidlectl
 
 # The user unit and the D-Bus activation file, generated from their .in templates.
 DATA_FILES  := $(B)/imapidled.service $(B)/org.imapidled.Daemon1.service
@@ -144,6 +144,11 @@ $(B)/imapidled: $(B)/src/main.o $(ENGINE_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(B)/src/main.o: override CFLAGS += $(PKG_CFLAGS)
+
+$(B)/imapidlectl: $(B)/src/imapidlectl.o $(ENGINE_LIB) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(B)/src/imapidlectl.o: override CFLAGS += $(PKG_CFLAGS)
 
 $(DEMO_BIN): $(B)/tests/support/imap-idle-demo.o $(TSUP_OBJS) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
@@ -232,21 +237,23 @@ install: $(BINS) $(DATA_FILES)
 		$(DESTDIR)$(SYSTEMD_USER_UNIT_DIR)
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 644 $(B)/imapidled.service $(DESTDIR)$(SYSTEMD_USER_UNIT_DIR)/
-	install -m 644 man/imapidled.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/imapidled.1 man/imapidlectl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/imapidled.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINS)))
 	rm -f $(DESTDIR)$(SYSTEMD_USER_UNIT_DIR)/imapidled.service
-	rm -f $(DESTDIR)$(MANDIR)/man1/imapidled.1 $(DESTDIR)$(MANDIR)/man5/imapidled.conf.5
+	rm -f $(DESTDIR)$(MANDIR)/man1/imapidled.1 $(DESTDIR)$(MANDIR)/man1/imapidlectl.1 \
+		$(DESTDIR)$(MANDIR)/man5/imapidled.conf.5
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 # A staged install and uninstall leave exactly the expected files.
 check-install: $(BINS) $(DATA_FILES)
 	@set -e; stage=$(abspath $(B))/stage; rm -rf $$stage; \
 	$(MAKE) --no-print-directory install DESTDIR=$$stage PREFIX=/usr >/dev/null; \
-	for f in /usr/bin/imapidled /usr/share/man/man1/imapidled.1 /usr/share/man/man5/imapidled.conf.5 \
+	for f in /usr/bin/imapidled /usr/bin/imapidlectl /usr/share/man/man1/imapidled.1 \
+		/usr/share/man/man1/imapidlectl.1 /usr/share/man/man5/imapidled.conf.5 \
 		/usr/share/doc/imapidled/README.md; do test -f $$stage$$f || { echo "missing $$f"; exit 1; }; done; \
 	unit=$$(find $$stage -name imapidled.service); test -n "$$unit"; \
 	grep -q '^ExecStart=/usr/bin/imapidled$$' $$unit; \

@@ -25,6 +25,7 @@ dbus-daemon
 procps
 python3-dbusmock
 python3-dbus
+python3-gi
 libglib2.0-bin
 iproute2
 systemd
