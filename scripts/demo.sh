@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make demo: a throwaway Dovecot, a config for it, the real daemon, three
-# deliveries, and what the daemon made of them. Cleans up after itself.
+# make demo: a throwaway Dovecot and session bus, a config for them, the real
+# daemon, three deliveries, and what came of them: NewMail signals on the
+# bus, imapidlectl's view, the daemon's log. Cleans up after itself.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,8 +10,10 @@ harness=$top/tests/harness/harness.sh
 dir=$(mktemp -d /tmp/imapidled-demo.XXXXXX)
 chmod 755 "$dir"
 daemon_pid=
+watchers=()
 
 cleanup() {
+	for p in "${watchers[@]}"; do kill "$p" 2>/dev/null || true; done
 	[[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
 	"$harness" stop "$dir/h" --remove >/dev/null 2>&1 || true
 	rm -rf "$dir"
@@ -19,7 +22,8 @@ trap cleanup EXIT
 
 mkdir "$dir/h"
 echo "== starting a throwaway Dovecot (tests/harness/harness.sh)"
-eval "$("$harness" start "$dir/h" --owner $$)"
+eval "$("$harness" start "$dir/h" --owner $$ --dbus)"
+export DBUS_SESSION_BUS_ADDRESS
 "$harness" mkbox "$dir/h" user1 "Lists/linux" >/dev/null
 
 cat >"$dir/config" <<CONF
@@ -46,6 +50,13 @@ IMAPIDLED_STATE_DIR=$dir/state "$build/imapidled" --config "$dir/config" >"$dir/
 daemon_pid=$!
 for _ in $(seq 100); do grep -q "first sync" "$dir/log" 2>/dev/null && break; sleep 0.1; done
 sleep 1
+echo "== listening on the bus: dbus-monitor (NewMail) and imapidlectl watch"
+dbus-monitor --address "$DBUS_SESSION_BUS_ADDRESS" \
+	"type='signal',interface='org.imapidled.Daemon1.Manager',member='NewMail'" >"$dir/signals" 2>&1 &
+watchers+=($!)
+"$build/imapidlectl" watch --format waybar >"$dir/watch" 2>&1 &
+watchers+=($!)
+sleep 0.5
 
 deliver() {
 	"$harness" mail "$dir/h" user1 "$1" "$2" "$3" >/dev/null
@@ -56,6 +67,13 @@ deliver INBOX "=?UTF-8?Q?J=C3=B6rg_M=C3=BCller?= <joerg@example.de>" "=?UTF-8?B?
 deliver Lists/linux "build-bot@example.com" "<b>CI</b> passed & deployed"
 for _ in $(seq 100); do [[ $(grep -c "new mail in" "$dir/log") -ge 3 ]] && break; sleep 0.1; done
 
+sleep 0.5
+echo "== NewMail signals seen by dbus-monitor"
+grep -A5 'member=NewMail' "$dir/signals" | grep -E 'string|uint32' | sed 's/^/   /' | head -20
+echo "== imapidlectl watch --format waybar (one line per change)"
+sed 's/^/   /' "$dir/watch" | tail -4
+echo "== imapidlectl status"
+"$build/imapidlectl" status | sed 's/^/   /'
 echo "== the daemon's log"
 sed 's/^/   /' "$dir/log"
 echo "== stopping (SIGTERM: LOGOUT, state saved)"
