@@ -229,14 +229,15 @@ demo-core: deps
 	IMAPIDLED_SRCDIR=$(CURDIR) IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) $(DEMO_BIN)
 
 # ---------------------------------------------------------------------------
-# The D-Bus activation file and interface XML join once the daemon owns its
-# bus name (the D-Bus issue); a activation file now would start a daemon that
-# never answers.
+DBUS_XML    := $(sort $(wildcard dbus/org.imapidled.Daemon1.*.xml))
+
 install: $(BINS) $(DATA_FILES)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
-		$(DESTDIR)$(SYSTEMD_USER_UNIT_DIR)
+		$(DESTDIR)$(SYSTEMD_USER_UNIT_DIR) $(DESTDIR)$(DBUS_SERVICES_DIR) $(DESTDIR)$(DBUS_INTERFACES_DIR)
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 644 $(B)/imapidled.service $(DESTDIR)$(SYSTEMD_USER_UNIT_DIR)/
+	install -m 644 $(B)/org.imapidled.Daemon1.service $(DESTDIR)$(DBUS_SERVICES_DIR)/
+	install -m 644 $(DBUS_XML) $(DESTDIR)$(DBUS_INTERFACES_DIR)/
 	install -m 644 man/imapidled.1 man/imapidlectl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/imapidled.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
@@ -244,6 +245,8 @@ install: $(BINS) $(DATA_FILES)
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINS)))
 	rm -f $(DESTDIR)$(SYSTEMD_USER_UNIT_DIR)/imapidled.service
+	rm -f $(DESTDIR)$(DBUS_SERVICES_DIR)/org.imapidled.Daemon1.service
+	rm -f $(addprefix $(DESTDIR)$(DBUS_INTERFACES_DIR)/,$(notdir $(DBUS_XML)))
 	rm -f $(DESTDIR)$(MANDIR)/man1/imapidled.1 $(DESTDIR)$(MANDIR)/man1/imapidlectl.1 \
 		$(DESTDIR)$(MANDIR)/man5/imapidled.conf.5
 	rm -rf $(DESTDIR)$(DOCDIR)
@@ -257,6 +260,9 @@ check-install: $(BINS) $(DATA_FILES)
 		/usr/share/doc/imapidled/README.md; do test -f $$stage$$f || { echo "missing $$f"; exit 1; }; done; \
 	unit=$$(find $$stage -name imapidled.service); test -n "$$unit"; \
 	grep -q '^ExecStart=/usr/bin/imapidled$$' $$unit; \
+	act=$$(find $$stage -path '*dbus-1/services/org.imapidled.Daemon1.service'); test -n "$$act"; \
+	grep -q '^SystemdService=imapidled.service$$' $$act; grep -q '^Exec=/usr/bin/imapidled$$' $$act; \
+	test $$(find $$stage -path '*dbus-1/interfaces/org.imapidled.Daemon1.*.xml' | wc -l) -eq 3; \
 	$(MAKE) --no-print-directory uninstall DESTDIR=$$stage PREFIX=/usr >/dev/null; \
 	left=$$(find $$stage -type f); test -z "$$left" || { echo "left after uninstall: $$left"; exit 1; }; \
 	rm -rf $$stage; echo "install: ok (PREFIX=/usr, unit in $${unit#$$stage})"

@@ -12,6 +12,7 @@
  */
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <systemd/sd-event.h>
 
 #include "config.h"
@@ -46,6 +47,13 @@ void account_network_changed(struct account *a);
 /* CheckNow (D-Bus): sessions waiting in backoff or error reconnect at once;
  * idle ones leave IDLE, catch up and must be answered within 10 s. */
 void account_check_now(struct account *a);
+
+/* Sets \Seen on a message, through a short extra connection (the watching
+ * ones stay read-only). done: r = 0, -ENOENT (no such mailbox or UID, with
+ * a message), other -errno; called once, later, never from inside this call.
+ * If the account is freed first, done gets -ECANCELED. */
+typedef void (*account_mark_seen_fn)(int r, const char *message, void *userdata);
+int account_mark_seen(struct account *a, const char *mailbox, uint32_t uid, account_mark_seen_fn done, void *userdata);
 
 const struct config_account *account_config(const struct account *a);
 const char *account_id(const struct account *a);

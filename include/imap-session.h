@@ -84,6 +84,11 @@ struct imap_session_config {
         uint64_t auth_backoff_min_usec; /* 0: 60 s (auth and TLS failures) */
         uint64_t stable_usec;           /* a session up this long resets the backoff; 0: 60 s */
         bool trace;                     /* log the exchange at debug level, credentials redacted */
+        /* One-shot mode (MarkSeen): when store_uid is set, the session logs
+         * in, SELECTs its first mailbox read-write, sets \Seen on that UID,
+         * logs out and reports through store_done; it never watches and never
+         * reconnects. Watching sessions stay on EXAMINE. */
+        uint32_t store_uid;
 };
 
 /* What the owner persists, per (account, mailbox). All zero: first start. */
@@ -123,6 +128,9 @@ struct imap_session_callbacks {
         void (*removed)(struct imap_session *s, const char *mailbox, const uint32_t *uids, size_t n, void *userdata);
         void (*flags_changed)(struct imap_session *s, const char *mailbox, uint32_t uid, bool seen, bool deleted,
                               void *userdata);
+        /* One-shot mode: r = 0 done, -ENOENT no such UID, other -errno with
+         * a message. Called once; the session is STOPPED afterwards. */
+        void (*store_done)(struct imap_session *s, int r, const char *message, void *userdata);
 };
 
 /* cfg strings are copied. The session does nothing until _start(). */

@@ -28,6 +28,17 @@ struct slot {
         bool stopping;
 };
 
+/* A one-shot connection that marks a message read. */
+struct marker {
+        struct account *account;
+        struct marker *next;
+        struct imap_session *session;
+        struct secret_request *secret;
+        account_mark_seen_fn done;
+        void *userdata;
+        sd_event_source *reap;          /* frees the session outside its callbacks */
+};
+
 struct mailbox {
         char *name;
         struct imap_mailbox_point point;        /* as last persisted (or loaded) */
@@ -60,6 +71,7 @@ struct account {
         unsigned batch_waiting;         /* a batch_done came while messages were pending */
 
         uint64_t secret_timeout_usec;
+        struct marker *markers;
         void (*stop_done)(struct account *a, void *userdata);
         void *stop_userdata;
         char last_error[512];
@@ -413,6 +425,117 @@ static void on_session_state(struct imap_session *s, enum session_state old, enu
         }
 }
 
+/* ---- MarkSeen ------------------------------------------------------------ */
+
+static void marker_free(struct account *a, struct marker *mk) {
+        for (struct marker **p = &a->markers; *p; p = &(*p)->next)
+                if (*p == mk) {
+                        *p = mk->next;
+                        break;
+                }
+        mk->reap = sd_event_source_disable_unref(mk->reap);
+        mk->secret = secret_cancel(mk->secret);
+        mk->session = imap_session_free(mk->session);
+        free(mk);
+}
+
+static int on_marker_reap(sd_event_source *es, void *userdata) {
+        struct marker *mk = userdata;
+
+        marker_free(mk->account, mk);
+        return 0;
+}
+
+static void on_marker_secret(struct secret_request *q, const char *secret, const char *error, void *userdata) {
+        struct marker *mk = userdata;
+
+        mk->secret = NULL;
+        if (secret)
+                imap_session_set_secret(mk->session, secret);
+        else
+                imap_session_secret_failed(mk->session, error);
+}
+
+static void on_marker_need_secret(struct imap_session *s, void *userdata) {
+        struct marker *mk = userdata;
+        struct account *a = mk->account;
+
+        if (secret_fetch(a->env.event, a->cfg->secret_source, a->cfg->secret_value, a->secret_timeout_usec,
+                         on_marker_secret, mk, &mk->secret) < 0)
+                imap_session_secret_failed(s, "cannot start the password source");
+}
+
+static void on_marker_done(struct imap_session *s, int r, const char *message, void *userdata) {
+        struct marker *mk = userdata;
+        account_mark_seen_fn done = mk->done;
+
+        mk->done = NULL;
+        if (done)
+                done(r, message, mk->userdata);
+        /* the session is inside its own callback: free it from the loop */
+        if (!mk->reap)
+                (void) sd_event_add_defer(mk->account->env.event, &mk->reap, on_marker_reap, mk);
+}
+
+static void on_marker_state(struct imap_session *s, enum session_state old, enum session_state new, void *userdata) {
+        struct marker *mk = userdata;
+
+        if (new == SESSION_STOPPED && !mk->reap)
+                (void) sd_event_add_defer(mk->account->env.event, &mk->reap, on_marker_reap, mk);
+}
+
+static const struct imap_session_callbacks marker_cb = {
+        .state_changed = on_marker_state,
+        .need_secret = on_marker_need_secret,
+        .store_done = on_marker_done,
+};
+
+int account_mark_seen(struct account *a, const char *mailbox, uint32_t uid, account_mark_seen_fn done, void *userdata) {
+        struct mailbox *mb = find_mailbox(a, mailbox);
+        const char *names[1];
+        struct marker *mk;
+        int r;
+
+        if (!mb)
+                return -ENOENT;
+        if (uid == 0)
+                return -EINVAL;
+        mk = calloc(1, sizeof(*mk));
+        if (!mk)
+                return -ENOMEM;
+        mk->account = a;
+        mk->done = done;
+        mk->userdata = userdata;
+        names[0] = mb->name;
+        struct imap_session_config sc = {
+                .account = a->cfg->id,
+                .host = a->cfg->host,
+                .port = a->cfg->port,
+                .tls = a->cfg->tls,
+                .ca_file = a->cfg->ca_file,
+                .fingerprint = a->cfg->tls_fingerprint,
+                .user = a->cfg->user,
+                .auth = a->cfg->auth,
+                .mailboxes = names,
+                .n_mailboxes = 1,
+                .trace = a->env.trace,
+                .store_uid = uid,
+        };
+        r = imap_session_new(a->env.event, &sc, &marker_cb, mk, &mk->session);
+        if (r < 0) {
+                free(mk);
+                return r;
+        }
+        mk->next = a->markers;
+        a->markers = mk;
+        r = imap_session_start(mk->session);
+        if (r < 0) {
+                marker_free(a, mk);
+                return r;
+        }
+        return 0;
+}
+
 /* ---- public -------------------------------------------------------------- */
 
 int account_new(const struct account_env *env, const struct config_account *cfg, struct account **ret) {
@@ -457,6 +580,14 @@ int account_new(const struct account_env *env, const struct config_account *cfg,
 struct account *account_free(struct account *a) {
         if (!a)
                 return NULL;
+        while (a->markers) {
+                struct marker *mk = a->markers;
+
+                if (mk->done)
+                        mk->done(-ECANCELED, "the account was removed", mk->userdata);
+                mk->done = NULL;
+                marker_free(a, mk);
+        }
         a->plan_defer = sd_event_source_disable_unref(a->plan_defer);
         for (size_t i = 0; i < a->n_slots; i++)
                 slot_done(&a->slots[i]);

@@ -155,6 +155,19 @@ static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error)
         return sd_bus_reply_method_return(m, NULL);
 }
 
+/* The reply to MarkSeen, once the server has answered. */
+static void on_marked_seen(int r, const char *message, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = userdata;
+
+        if (r == 0)
+                (void) sd_bus_reply_method_return(call, NULL);
+        else if (r == -ENOENT)
+                (void) sd_bus_reply_method_errorf(call, BUS_ERROR_NO_SUCH_MESSAGE, "%s", message);
+        else
+                (void) sd_bus_reply_method_errorf(call, BUS_ERROR_FAILED, "%s", message && *message ? message
+                                                  : "the server did not mark the message read");
+}
+
 static int method_mark_seen(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         struct bus *b = userdata;
         const char *account, *mailbox;
@@ -181,9 +194,14 @@ static int method_mark_seen(sd_bus_message *m, void *userdata, sd_bus_error *err
         if (!found)
                 return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_MAILBOX, "account \"%s\" does not watch a mailbox \"%s\"",
                                          account, mailbox);
-        /* setting \Seen needs a read-write selection, which the watching
-         * sessions (EXAMINE) do not have */
-        return sd_bus_error_set(error, BUS_ERROR_FAILED, "marking messages as read is not implemented yet");
+
+        /* answered when the extra connection is done: keep the call */
+        r = account_mark_seen(a, mailbox, uid, on_marked_seen, sd_bus_message_ref(m));
+        if (r < 0) {
+                sd_bus_message_unref(m);
+                return sd_bus_error_set_errnof(error, r, "cannot mark UID %u in %s read: %m", uid, mailbox);
+        }
+        return 1;
 }
 
 /* ---- signals ------------------------------------------------------------- */

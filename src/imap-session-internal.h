@@ -100,6 +100,8 @@ struct imap_session {
         unsigned connects;
         char last_error[512];
 
+        bool store_found, store_reported;
+
         void (*stop_done)(struct imap_session *s, void *userdata);
         sd_event_source *stop_timer;
 
@@ -119,6 +121,8 @@ int session_arm_command_timer(struct imap_session *s);
 
 /* imap-sync.c */
 int sync_start(struct imap_session *s);               /* after login: ENABLE, then the work loop */
+int sync_store_start(struct imap_session *s);         /* after login, one-shot mode */
+void sync_store_report(struct imap_session *s, int r, const char *message);
 struct watched *sync_find(const struct imap_session *s, const char *name);
 void sync_update_prefix(struct imap_session *s);
 int sync_handle_untagged(struct imap_session *s, const struct imap_response *r);

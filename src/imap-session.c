@@ -273,6 +273,12 @@ int session_fail(struct imap_session *s, enum session_state kind, int r, const c
                 return r;
         }
         session_log(s, kind == SESSION_ERROR ? LOG_ERR : LOG_WARNING, 0, "%s", s->last_error);
+        if (s->cfg.store_uid) {
+                /* one-shot: report, never retry */
+                sync_store_report(s, r < 0 ? r : -EIO, s->last_error);
+                finish_stop(s);
+                return r;
+        }
         schedule_reconnect(s, kind);
         return r;
 }
@@ -574,6 +580,8 @@ static int after_capability(struct imap_session *s) {
 
 static int after_login(struct imap_session *s) {
         session_set_state(s, SESSION_ENABLING);
+        if (s->cfg.store_uid)
+                return sync_store_start(s);
         return sync_start(s);
 }
 
@@ -987,13 +995,17 @@ static int on_stop_timeout(sd_event_source *es, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static void stop_noop(struct imap_session *s, void *userdata) {
+}
+
 int imap_session_stop(struct imap_session *s, void (*done)(struct imap_session *s, void *userdata)) {
         struct imap_command cmd;
         bool logged_in = s->conn && s->state >= SESSION_ENABLING && s->state <= SESSION_IDLE;
         int r;
 
         s->backoff_timer = sd_event_source_disable_unref(s->backoff_timer);
-        s->stop_done = done;
+        /* a non-NULL stop_done is also what says "stopping" to the failure path */
+        s->stop_done = done ? done : stop_noop;
         if (!logged_in) {
                 session_hold(s);
                 finish_stop(s);

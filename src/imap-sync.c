@@ -732,10 +732,83 @@ int sync_start(struct imap_session *s) {
         return sync_next(s);
 }
 
+/* ---- one-shot: set \Seen ------------------------------------------------ */
+
+void sync_store_report(struct imap_session *s, int r, const char *message) {
+        if (s->store_reported)
+                return;
+        s->store_reported = true;
+        if (s->cb.store_done && !s->dead)
+                s->cb.store_done(s, r, message, s->userdata);
+}
+
+static int on_store_done(struct imap_session *s, const struct imap_response *r) {
+        if (r->type != IMAP_RESP_OK)
+                return session_fail(s, SESSION_ERROR, -EIO, "the server refused to mark UID %u read: %s",
+                                    s->cfg.store_uid, r->status.text);
+        session_log(s, LOG_INFO, 0, "marked UID %u read", s->cfg.store_uid);
+        sync_store_report(s, 0, "");
+        return imap_session_stop(s, NULL);
+}
+
+static int on_store_check_done(struct imap_session *s, const struct imap_response *r) {
+        struct imap_command cmd;
+        char uid[16];
+
+        if (r->type != IMAP_RESP_OK)
+                return session_fail(s, SESSION_ERROR, -EIO, "UID FETCH failed: %s", r->status.text);
+        if (!s->store_found) {
+                char msg[256];
+
+                snprintf(msg, sizeof(msg), "no message with UID %u in \"%s\"", s->cfg.store_uid,
+                         SESSION_HOME(s)->name);
+                sync_store_report(s, -ENOENT, msg);
+                return imap_session_stop(s, NULL);
+        }
+        snprintf(uid, sizeof(uid), "%u", s->cfg.store_uid);
+        imap_command_begin(&s->writer, &cmd, "UID STORE");
+        imap_command_raw(&cmd, uid);
+        imap_command_raw(&cmd, "+FLAGS.SILENT (\\Seen)");
+        return session_send(s, &cmd, "UID STORE", on_store_done);
+}
+
+static int on_store_select_done(struct imap_session *s, const struct imap_response *r) {
+        struct imap_command cmd;
+        char uid[16];
+
+        if (r->type != IMAP_RESP_OK)
+                return session_fail(s, SESSION_ERROR, -ENOENT, "cannot open mailbox \"%s\" to mark a message read: %s",
+                                    SESSION_HOME(s)->name, r->status.text);
+        snprintf(uid, sizeof(uid), "%u", s->cfg.store_uid);
+        imap_command_begin(&s->writer, &cmd, "UID FETCH");
+        imap_command_raw(&cmd, uid);
+        imap_command_raw(&cmd, "(UID FLAGS)");
+        return session_send(s, &cmd, "UID FETCH", on_store_check_done);
+}
+
+/* SELECT (read-write: the one place flags change), check the UID exists
+ * (a STORE on a missing UID is silently OK), then STORE. */
+int sync_store_start(struct imap_session *s) {
+        struct imap_command cmd;
+
+        s->store_found = false;
+        session_set_state(s, SESSION_SYNCING);
+        imap_command_begin(&s->writer, &cmd, "SELECT");
+        imap_command_mailbox(&s->writer, &cmd, SESSION_HOME(s)->name);
+        return session_send(s, &cmd, "SELECT", on_store_select_done);
+}
+
 /* ---- untagged ------------------------------------------------------------ */
 
 int sync_handle_untagged(struct imap_session *s, const struct imap_response *r) {
         struct watched *w = s->sel;
+
+        if (s->cfg.store_uid) {
+                if (r->type == IMAP_RESP_FETCH && (r->fetch.present & IMAP_FETCH_UID) &&
+                    r->fetch.uid == s->cfg.store_uid)
+                        s->store_found = true;
+                return 0;
+        }
 
         if (r->type == IMAP_RESP_ENABLED) {
                 if (imap_strv_contains(&r->atoms, "QRESYNC"))

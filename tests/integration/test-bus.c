@@ -962,15 +962,33 @@ START_TEST(test_mark_seen_errors) {
         ck_assert_int_lt(call_manager("MarkSeen", &e, NULL, "ssu", "main", "INBOX", 0), 0);
         ck_assert_str_eq(e.name, SD_BUS_ERROR_INVALID_ARGS);
         sd_bus_error_free(&e);
-        /* an existing mailbox: not built yet, says so */
-        ck_assert_int_lt(call_manager("MarkSeen", &e, NULL, "ssu", "my.work", "inbox", 1), 0);
-        ck_assert_str_eq(e.name, "org.imapidled.Daemon1.Error.Failed");
-        ck_assert_str_eq(e.message, "marking messages as read is not implemented yet");
+        /* a UID that does not exist in a watched mailbox */
+        ck_assert_int_lt(call_manager("MarkSeen", &e, NULL, "ssu", "main", "inbox", 999), 0);
+        ck_assert_str_eq(e.name, "org.imapidled.Daemon1.Error.NoSuchMessage");
+        ck_assert_ptr_nonnull(strstr(e.message, "999"));
         sd_bus_error_free(&e);
         /* wrong argument types */
         ck_assert_int_lt(call_manager("MarkSeen", &e, NULL, "ss", "main", "INBOX"), 0);
         ck_assert_str_eq(e.name, SD_BUS_ERROR_INVALID_ARGS);
         sd_bus_error_free(&e);
+}
+END_TEST
+
+/* MarkSeen sets \Seen on the server (seen from another connection), through
+ * a short extra connection: the watching one stays on EXAMINE. */
+START_TEST(test_mark_seen_sets_flag) {
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        char flags[4096];
+
+        ck_assert_int_eq(harness_deliver(&h, "user1", "INBOX", "a@example.org", "to be read"), 0);
+        start_daemon();
+        ck_assert_int_ge(harness_doveadm(&h, flags, sizeof(flags), "fetch", "-u", "user1", "flags", "mailbox", "INBOX",
+                                         "uid", "1", NULL), 0);
+        ck_assert_ptr_null(strstr(flags, "\\Seen"));
+        ck_assert_msg(call_manager("MarkSeen", &e, NULL, "ssu", "main", "INBOX", 1) >= 0, "%s: %s", e.name, e.message);
+        ck_assert_int_ge(harness_doveadm(&h, flags, sizeof(flags), "fetch", "-u", "user1", "flags", "mailbox", "INBOX",
+                                         "uid", "1", NULL), 0);
+        ck_assert_msg(strstr(flags, "\\Seen"), "flags: %s", flags);
 }
 END_TEST
 
@@ -1244,6 +1262,7 @@ int main(void) {
         add_case(s, "list-mailboxes", test_list_mailboxes);
         add_case(s, "reload", test_reload);
         add_case(s, "mark-seen", test_mark_seen_errors);
+        add_case(s, "mark-seen-flag", test_mark_seen_sets_flag);
         add_case(s, "second-daemon", test_second_daemon);
         add_case(s, "server-down", test_server_down_state_and_check_now);
         add_case(s, "bus-restart", test_session_bus_restart);
