@@ -155,7 +155,8 @@ int imap_session_reconnect(struct imap_session *s);
 
 /* Is the connection still alive? An idle session leaves IDLE and expects the
  * server's answer within timeout_usec, else it reconnects (after a network
- * change, where waiting for TCP keepalive would take minutes). */
+ * change, where waiting for TCP keepalive would take minutes; CheckNow).
+ * Mailboxes checked by polling are checked at once too. */
 int imap_session_check(struct imap_session *s, uint64_t timeout_usec);
 
 /* Answers need_secret. The secret is copied and wiped after use. */

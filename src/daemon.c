@@ -207,11 +207,24 @@ static char *diag_errors(const struct config_diag *diag) {
         return s;
 }
 
+static int reload_config(struct daemon *d, char **ret_errors);
+
+/* SIGHUP and the bus's Reload alike: systemd hears RELOADING=1, then READY=1. */
 int daemon_reload(struct daemon *d) {
         return daemon_reload_full(d, NULL);
 }
 
 int daemon_reload_full(struct daemon *d, char **ret_errors) {
+        int r;
+
+        sd_notify(false, "RELOADING=1");
+        r = reload_config(d, ret_errors);
+        sd_notify(false, "READY=1");
+        status_changed(d);
+        return r;
+}
+
+static int reload_config(struct daemon *d, char **ret_errors) {
         struct config_diag diag = {};
         struct config *c = NULL;
         struct account **next;
@@ -349,10 +362,7 @@ static int on_signal(sd_event_source *es, const struct signalfd_siginfo *si, voi
         struct daemon *d = userdata;
 
         if (si->ssi_signo == SIGHUP) {
-                sd_notify(false, "RELOADING=1");
                 daemon_reload(d);
-                sd_notify(false, "READY=1");
-                status_changed(d);
                 return 0;
         }
         daemon_stop(d);

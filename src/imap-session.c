@@ -974,6 +974,9 @@ int imap_session_check(struct imap_session *s, uint64_t timeout_usec) {
         if (s->state != SESSION_IDLE || !s->idling || s->done_sent)
                 return 0;
         session_hold(s);
+        /* polled mailboxes are checked too, not at the next poll */
+        if (s->n_mb > 1 && !s->notify_active)
+                s->poll_due = true;
         /* DONE must be answered soon, or the connection is dead */
         r = sync_idle_leave(s);
         if (r >= 0 && s->conn) {

@@ -600,6 +600,28 @@ START_TEST(test_poll_without_notify) {
 }
 END_TEST
 
+/* A check (CheckNow, network change) also looks at polled mailboxes at once
+ * instead of at the next poll. */
+START_TEST(test_check_polls_now) {
+        struct imap_session_config cfg = base_config(IMAP_TLS_IMPLICIT);
+
+        make_boxes();
+        cfg.mailboxes = three;
+        cfg.n_mailboxes = 3;
+        cfg.no_notify = true;
+        cfg.poll_interval_usec = 600 * 1000000ULL;
+        start(&cfg, NULL);
+        run_until(is_idle, 15000, "IDLE");
+        deliver_to(three[1], "checked now");
+        run_for(1500);
+        ck_assert_uint_eq(rec.n_new, 0);         /* nothing polls for ten minutes */
+        ck_assert_int_ge(imap_session_check(sess, 5 * 1000000ULL), 0);
+        want_new = 1;
+        run_until(have_new, 5000, "the polled mailbox checked at once");
+        ck_assert_str_eq(rec.new_mailboxes[0], three[1]);
+}
+END_TEST
+
 /* No NOTIFY and a budget of 2 connections for 4 mailboxes: one IDLE
  * connection for INBOX, one for Lists/linux that also polls the other two;
  * every delivery announced once, and the server sees 2 connections. */
@@ -691,6 +713,7 @@ static Suite *imap_session_suite(void) {
         tcase_add_test(tc, test_notify_three_mailboxes);
         tcase_add_test(tc, test_poll_without_notify);
         tcase_add_test(tc, test_connection_budget);
+        tcase_add_test(tc, test_check_polls_now);
         suite_add_tcase(s, tc);
         return s;
 }
