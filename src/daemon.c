@@ -13,6 +13,7 @@
 #include "bus.h"
 #include "config.h"
 #include "daemon.h"
+#include "hooks.h"
 #include "log.h"
 #include "net-monitor.h"
 #include "sleep-monitor.h"
@@ -39,6 +40,7 @@ struct daemon {
         struct sleep_monitor *sleep;
         struct net_monitor *net;
         struct bus *bus;                        /* NULL until daemon_run */
+        struct hooks *hooks;
         sd_event_source *status_defer;
         sd_event_source *stop_timer;
         char last_status[256];
@@ -280,6 +282,7 @@ static int reload_config(struct daemon *d, char **ret_errors) {
         free(d->accounts);
         d->accounts = next;
         d->n_accounts = n;
+        hooks_set_config(d->hooks, c);
         config_free(d->config);
         d->config = c;
         status_changed(d);
@@ -469,6 +472,12 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret) {
         if (r < 0)
                 log_warning_errno(r, "cannot set up the watchdog, ignoring: %m");
 
+        r = hooks_new(d->event, d->config, &d->hooks);
+        if (r >= 0)
+                r = daemon_add_sink(d, hooks_sink(d->hooks));
+        if (r < 0)
+                goto fail;
+
         r = sleep_monitor_new(d->event, on_sleep, d, &d->sleep);
         if (r < 0)
                 goto fail;
@@ -492,6 +501,7 @@ struct daemon *daemon_free(struct daemon *d) {
         free(d->accounts);
         /* after the accounts: nothing publishes to its sink any more */
         bus_free(d->bus);
+        hooks_free(d->hooks);
         sleep_monitor_free(d->sleep);
         net_monitor_free(d->net);
         sd_event_source_disable_unref(d->status_defer);
