@@ -204,26 +204,52 @@ static int queue_message(struct account *a, struct mailbox *mb, const struct ima
 
 static void on_session_state(struct imap_session *s, enum session_state old, enum session_state new, void *userdata);
 
+/* The answer of the password source goes to the session that asked. */
+static void pass_secret(struct imap_session *s, struct secret_request **req, const char *secret, const char *error) {
+        *req = NULL;
+        if (secret)
+                imap_session_set_secret(s, secret);
+        else
+                imap_session_secret_failed(s, error);
+}
+
+/* Starts the account's password source for a session (watching or one-shot). */
+static void fetch_secret(struct account *a, struct imap_session *s, struct secret_request **req, secret_done_fn done,
+                         void *userdata) {
+        *req = secret_cancel(*req);
+        if (secret_fetch(a->env.event, a->cfg->secret_source, a->cfg->secret_value, a->secret_timeout_usec, done,
+                         userdata, req) < 0)
+                imap_session_secret_failed(s, "cannot start the password source");
+}
+
+/* The session settings every connection of the account shares. */
+static struct imap_session_config session_config(const struct account *a, const char *const *names, size_t n) {
+        return (struct imap_session_config) {
+                .account = a->cfg->id,
+                .host = a->cfg->host,
+                .port = a->cfg->port,
+                .tls = a->cfg->tls,
+                .ca_file = a->cfg->ca_file,
+                .fingerprint = a->cfg->tls_fingerprint,
+                .user = a->cfg->user,
+                .auth = a->cfg->auth,
+                .mailboxes = names,
+                .n_mailboxes = n,
+                .idle_refresh_usec = a->cfg->idle_refresh_usec,
+                .trace = a->env.trace,
+        };
+}
+
 static void on_secret(struct secret_request *q, const char *secret, const char *error, void *userdata) {
         struct slot *sl = userdata;
 
-        sl->secret = NULL;
-        if (secret)
-                imap_session_set_secret(sl->session, secret);
-        else
-                imap_session_secret_failed(sl->session, error);
+        pass_secret(sl->session, &sl->secret, secret, error);
 }
 
 static void on_need_secret(struct imap_session *s, void *userdata) {
         struct slot *sl = userdata;
-        struct account *a = sl->account;
-        int r;
 
-        sl->secret = secret_cancel(sl->secret);
-        r = secret_fetch(a->env.event, a->cfg->secret_source, a->cfg->secret_value, a->secret_timeout_usec,
-                         on_secret, sl, &sl->secret);
-        if (r < 0)
-                imap_session_secret_failed(s, "cannot start the password source");
+        fetch_secret(sl->account, s, &sl->secret, on_secret, sl);
 }
 
 static void on_mailbox_status(struct imap_session *s, const struct imap_mailbox_status *st, void *userdata) {
@@ -318,20 +344,7 @@ static void slot_done(struct slot *sl) {
 
 static int slot_start(struct account *a, struct slot *sl) {
         const char *names[a->n_mb];
-        struct imap_session_config sc = {
-                .account = a->cfg->id,
-                .host = a->cfg->host,
-                .port = a->cfg->port,
-                .tls = a->cfg->tls,
-                .ca_file = a->cfg->ca_file,
-                .fingerprint = a->cfg->tls_fingerprint,
-                .user = a->cfg->user,
-                .auth = a->cfg->auth,
-                .mailboxes = names,
-                .n_mailboxes = sl->n,
-                .idle_refresh_usec = a->cfg->idle_refresh_usec,
-                .trace = a->env.trace,
-        };
+        struct imap_session_config sc = session_config(a, names, sl->n);
         int r;
 
         for (size_t i = 0; i < sl->n; i++) {
@@ -449,20 +462,13 @@ static int on_marker_reap(sd_event_source *es, void *userdata) {
 static void on_marker_secret(struct secret_request *q, const char *secret, const char *error, void *userdata) {
         struct marker *mk = userdata;
 
-        mk->secret = NULL;
-        if (secret)
-                imap_session_set_secret(mk->session, secret);
-        else
-                imap_session_secret_failed(mk->session, error);
+        pass_secret(mk->session, &mk->secret, secret, error);
 }
 
 static void on_marker_need_secret(struct imap_session *s, void *userdata) {
         struct marker *mk = userdata;
-        struct account *a = mk->account;
 
-        if (secret_fetch(a->env.event, a->cfg->secret_source, a->cfg->secret_value, a->secret_timeout_usec,
-                         on_marker_secret, mk, &mk->secret) < 0)
-                imap_session_secret_failed(s, "cannot start the password source");
+        fetch_secret(mk->account, s, &mk->secret, on_marker_secret, mk);
 }
 
 static void on_marker_done(struct imap_session *s, int r, const char *message, void *userdata) {
@@ -507,20 +513,9 @@ int account_mark_seen(struct account *a, const char *mailbox, uint32_t uid, acco
         mk->done = done;
         mk->userdata = userdata;
         names[0] = mb->name;
-        struct imap_session_config sc = {
-                .account = a->cfg->id,
-                .host = a->cfg->host,
-                .port = a->cfg->port,
-                .tls = a->cfg->tls,
-                .ca_file = a->cfg->ca_file,
-                .fingerprint = a->cfg->tls_fingerprint,
-                .user = a->cfg->user,
-                .auth = a->cfg->auth,
-                .mailboxes = names,
-                .n_mailboxes = 1,
-                .trace = a->env.trace,
-                .store_uid = uid,
-        };
+        struct imap_session_config sc = session_config(a, names, 1);
+
+        sc.store_uid = uid;
         r = imap_session_new(a->env.event, &sc, &marker_cb, mk, &mk->session);
         if (r < 0) {
                 free(mk);
