@@ -30,6 +30,13 @@ libglib2.0-bin
 iproute2
 systemd
 python3
+dunst
+xvfb
+x11-apps
+imagemagick
+xauth
+libnotify-bin
+fonts-dejavu-core
 "
 
 missing=""
