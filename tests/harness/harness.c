@@ -319,7 +319,7 @@ static int parse_port(int *port, const char *value) {
 }
 
 /* Fills h from start's KEY=VALUE lines; unknown keys are ignored. */
-static int parse_start(struct harness *h, char *out, bool want_dbus, bool want_listen) {
+static int parse_start(struct harness *h, char *out, bool want_dbus, bool want_notify, bool want_listen) {
         char *save = NULL;
 
         for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -343,6 +343,21 @@ static int parse_start(struct harness *h, char *out, bool want_dbus, bool want_l
                         r = copy_value(h->listen, sizeof(h->listen), value);
                 else if (strcmp(line, "DIR") == 0)
                         r = copy_value(h->dir, sizeof(h->dir), value);
+                else if (strcmp(line, "DISPLAY") == 0)
+                        r = value[0] == ':' ? copy_value(h->display, sizeof(h->display), value) : -EPROTO;
+                else if (strcmp(line, "XAUTHORITY") == 0)
+                        r = copy_value(h->xauthority, sizeof(h->xauthority), value);
+                else if (strcmp(line, "NOTIFY_PID") == 0) {
+                        char *end;
+                        long v;
+
+                        errno = 0;
+                        v = strtol(value, &end, 10);
+                        if (errno != 0 || end == value || *end != '\0' || v < 2 || v > INT_MAX)
+                                r = -EPROTO;
+                        else
+                                h->notify_pid = (pid_t) v;
+                }
                 else if (strcmp(line, "USERS") == 0) {
                         char *end;
                         unsigned long n;
@@ -360,7 +375,8 @@ static int parse_start(struct harness *h, char *out, bool want_dbus, bool want_l
                 }
         }
         if (!h->host[0] || !h->imap_port || !h->imaps_port || !h->ca_file[0] || !h->n_users || !h->dir[0] ||
-            (want_dbus && !h->dbus_address[0]) || (want_listen && !h->listen[0])) {
+            (want_dbus && !h->dbus_address[0]) || (want_listen && !h->listen[0]) ||
+            (want_notify && (!h->display[0] || !h->xauthority[0] || !h->notify_pid))) {
                 fprintf(stderr, "harness: harness.sh start printed incomplete settings\n");
                 return -EPROTO;
         }
@@ -395,7 +411,9 @@ int harness_start_listen(struct harness *h, unsigned flags, const char *listen_a
         args[n++] = pid;
         if (!env_set("IMAPIDLED_HARNESS_KEEP"))
                 args[n++] = "--remove-on-owner-exit";
-        if (flags & HARNESS_DBUS)
+        if (flags & HARNESS_NOTIFY)
+                args[n++] = "--notify";
+        else if (flags & HARNESS_DBUS)
                 args[n++] = "--dbus";
         if (want_listen) {
                 args[n++] = "--listen";
@@ -405,7 +423,8 @@ int harness_start_listen(struct harness *h, unsigned flags, const char *listen_a
 
         r = run_script(args, NULL, out, sizeof(out));
         if (r >= 0)
-                r = parse_start(h, out, flags & HARNESS_DBUS, want_listen);
+                r = parse_start(h, out, flags & (HARNESS_DBUS | HARNESS_NOTIFY), flags & HARNESS_NOTIFY,
+                                want_listen);
         if (r < 0) {
                 const char *stop[] = { "stop", dir, NULL };
 
@@ -588,4 +607,36 @@ const char *harness_password(const struct harness *h, const char *user, char *bu
         if (n < 0 || (size_t) n >= size)
                 return NULL;
         return buf;
+}
+
+int harness_notify_signal(struct harness *h, int sig) {
+        if (!h->dir[0] || h->notify_pid <= 0)
+                return -ENOTCONN;
+        if (kill(h->notify_pid, sig) < 0)
+                return -errno;
+        return 0;
+}
+
+int harness_notify_action(struct harness *h, const char *which) {
+        const char *args[] = { "notify-action", h->dir, which, NULL };
+        int r;
+
+        if (!h->dir[0] || h->notify_pid <= 0)
+                return -ENOTCONN;
+        if (!which || (strcmp(which, "default") != 0 && strcmp(which, "context") != 0))
+                return -EINVAL;
+        r = run_script(args, NULL, NULL, 0);
+        return r < 0 ? r : 0;
+}
+
+int harness_screenshot(struct harness *h, const char *png_path) {
+        const char *args[] = { "screenshot", h->dir, png_path, NULL };
+        int r;
+
+        if (!h->dir[0] || h->notify_pid <= 0)
+                return -ENOTCONN;
+        if (!png_path || !*png_path)
+                return -EINVAL;
+        r = run_script(args, NULL, NULL, 0);
+        return r < 0 ? r : 0;
 }

@@ -4,7 +4,8 @@
 /*
  * The real-server test harness for C tests: a throwaway Dovecot on 127.0.0.1
  * (IMAP with STARTTLS, and implicit-TLS IMAPS, certificates from a CA made at
- * test time) and, on request, a private D-Bus session bus. A thin wrapper: all
+ * test time) and, on request, a private D-Bus session bus and a real
+ * notification server on it (dunst on an Xvfb screen). A thin wrapper: all
  * the work is done by tests/harness/harness.sh, run with fork/execv (no shell
  * between us and the arguments). Its stderr passes through to ours.
  *
@@ -32,6 +33,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct harness {
         char dir[PATH_MAX];                     /* the temporary directory, removed by harness_stop */
@@ -41,10 +43,26 @@ struct harness {
         char dbus_address[PATH_MAX + 32];       /* empty unless HARNESS_DBUS */
         unsigned n_users;
         char listen[64];                        /* the extra address of harness_start_listen, else empty */
+        /* HARNESS_NOTIFY only, else empty / 0: */
+        char display[16];                       /* the Xvfb screen, e.g. ":93" (for DISPLAY) */
+        char xauthority[PATH_MAX + 16];         /* its cookie file (for XAUTHORITY) */
+        pid_t notify_pid;                       /* dunst, owner of org.freedesktop.Notifications */
 };
 
 enum {
         HARNESS_DBUS = 1 << 0,  /* also start a private session bus (dbus_address) */
+        /* HARNESS_DBUS, plus Xvfb (1024x768, a free display :90..:199) and dunst
+         * 1.9 owning org.freedesktop.Notifications on the private bus before
+         * harness_start returns. dunst is configured for tests: full markup,
+         * popups never expire on their own (a notification's expire_timeout > 0
+         * still does), ids rise in arrival order, and its context menu is a
+         * script that picks an action of the newest notification (see
+         * harness_notify_action). Its capabilities: actions, body,
+         * body-hyperlinks, body-markup, icon-static, synchronous,
+         * private-synchronous, x-canonical-private-synchronous,
+         * x-dunst-stack-tag. Adds about 0.2 s to the start. Observe what is
+         * said to it with tests/support/notify-monitor.h. */
+        HARNESS_NOTIFY = 1 << 1,
 };
 
 /* Creates a directory under $TMPDIR (default /tmp), starts the servers in it
@@ -111,3 +129,35 @@ int harness_server_stop(struct harness *h);
 int harness_server_start(struct harness *h);
 
 const char *harness_password(const struct harness *h, const char *user, char *buf, size_t size);
+
+/* HARNESS_NOTIFY: sends sig to dunst, e.g. SIGSTOP to make the notification
+ * server hang (Notify calls then get no reply) and SIGCONT to wake it.
+ * harness_stop also ends a stopped dunst. Returns 0, -ENOTCONN without dunst
+ * or -errno of kill(). */
+int harness_notify_signal(struct harness *h, int sig);
+
+/* HARNESS_NOTIFY: acts as the user on the newest notification on screen (the
+ * highest id), through dunst itself, so that dunst emits ActionInvoked:
+ *   "default"  a click: with one notification on screen `dunstctl action 0`
+ *              (dunst invokes its "default" action, or its only action, or
+ *              opens the context menu); with several, dunst's context menu
+ *              with the newest's "default" entry chosen (dunst 1.9 can click
+ *              no other position than 0, the oldest popup; -EIO if the
+ *              newest has no "default" action)
+ *   "context"  `dunstctl context`, the context menu, choosing the newest
+ *              notification's action labelled "Mark as read"
+ * The menu lines dunst 1.9 offers are "#LABEL (SUMMARY) [ID,KEY]", one per
+ * action of every notification on screen, and one per URL in a body; the
+ * last menu is kept in <dir>/dmenu.in, the choices in <dir>/dmenu.log.
+ * dunst 1.9 leaves the notification on screen after an action (no
+ * NotificationClosed follows): closing it is up to the client.
+ * Returns 0 once dunst has been told (ActionInvoked follows within
+ * milliseconds: wait for it with notify_monitor_wait_action), -EIO (message
+ * on stderr) with nothing on screen, no matching entry or dunst stopped
+ * (after 10 s), -EINVAL for another which. */
+int harness_notify_action(struct harness *h, const char *which);
+
+/* HARNESS_NOTIFY: the whole screen as a PNG file (xwd | convert), created or
+ * replaced; png_path is used as given (relative to the current directory).
+ * About 0.1 s. Returns 0 or -EIO. */
+int harness_screenshot(struct harness *h, const char *png_path);

@@ -3,8 +3,8 @@
 # session bus) for imapidled's integration tests. This script is the single
 # implementation of the harness; tests/harness/harness.c only runs it.
 #
-#   harness.sh start DIR [--owner PID] [--remove-on-owner-exit] [--dbus] [--users N]
-#                        [--listen ADDR]...
+#   harness.sh start DIR [--owner PID] [--remove-on-owner-exit] [--dbus] [--notify]
+#                        [--users N] [--listen ADDR]...
 #   harness.sh stop DIR [--remove]
 #   harness.sh deliver DIR USER MAILBOX            < message
 #   harness.sh mail DIR USER MAILBOX FROM SUBJECT [BODY]
@@ -15,11 +15,13 @@
 #   harness.sh capability DIR [--pre-login] [USER]
 #   harness.sh server-stop DIR      (Dovecot only; same ports and mail on server-start)
 #   harness.sh server-start DIR
+#   harness.sh notify-action DIR default|context    (--notify only)
+#   harness.sh screenshot DIR PNG                   (--notify only)
 #
 # start prints KEY=VALUE lines on stdout (HOST, IMAP_PORT, IMAPS_PORT, CA_FILE,
 # USERS, with --dbus also DBUS_SESSION_BUS_ADDRESS and DBUS_SERVICE_DIR for
-# activation files, one LISTEN per --listen, DIR); readers ignore keys they do
-# not know. Everything lives under DIR, so harnesses run in parallel do not
+# activation files, with --notify also DISPLAY, XAUTHORITY and NOTIFY_PID, one
+# LISTEN per --listen, DIR); readers ignore keys they do not know. Everything lives under DIR, so harnesses run in parallel do not
 # collide; ports come from build/free-port, never fixed ones.
 #
 # Users are user1..userN with password pass-userI. As root each user has its own
@@ -31,6 +33,23 @@
 # certificate carries IP:ADDR too. ADDR must already be configured on an
 # interface and must be private (127/8, 10/8, 172.16/12, 192.168/16, fc00::/7):
 # the harness has test passwords. On ADDR, logins need TLS (STARTTLS or IMAPS).
+#
+# --notify (implies --dbus): a real notification server on the private bus.
+# Xvfb runs a 1024x768 screen on a free display :90..:199 (the lock file
+# /tmp/.XN-lock is taken the way X servers take it; cookie in DIR/Xauthority)
+# and dunst, configured by DIR/dunstrc, owns org.freedesktop.Notifications
+# before start returns. Popups never expire on their own (timeout 0; a
+# notification's own expire_timeout > 0 still counts), markup is full, and
+# dunst's context menu runs DIR/dmenu.sh instead of dmenu: it picks an action
+# of the newest notification (highest id), by default the one labelled
+# "Mark as read". notify-action DIR default invokes the default action of the
+# newest notification (dunstctl action 0 when it is the only one on screen,
+# else the context menu picks its "default" entry: dunst 1.9 accepts no other
+# position than 0, which is the oldest); notify-action DIR context opens the
+# context menu so that dmenu.sh chooses "Mark as read". Both return once dunst
+# has been told, i.e. just before it emits ActionInvoked. screenshot writes
+# the screen as PNG (xwd | convert). stop also ends Xvfb and dunst (a stopped
+# dunst too) and removes the display's socket and lock file.
 #
 # Environment: IMAPIDLED_BUILDDIR (default <repo>/build) locates free-port.
 set -euo pipefail
@@ -59,9 +78,9 @@ die() {
 usage() {
 	local status=${1-2}
 	if ((status == 0)); then
-		sed -n '/^#   harness.sh start/,/^#   harness.sh capability/s/^#//p' "$SELF"
+		sed -n '/^#   harness.sh start/,/^#   harness.sh screenshot/s/^#//p' "$SELF"
 	else
-		sed -n '/^#   harness.sh start/,/^#   harness.sh capability/s/^#//p' "$SELF" >&2
+		sed -n '/^#   harness.sh start/,/^#   harness.sh screenshot/s/^#//p' "$SELF" >&2
 	fi
 	exit "$status"
 }
@@ -413,6 +432,255 @@ launch_dbus() {
 	DBUS_ADDRESS=$(head -n 1 "$dir/dbus.address")
 }
 
+# ---------------------------------------------------------------------------
+# --notify: Xvfb and dunst
+
+X_FIRST=90
+X_LAST=199
+X_SCREEN=1024x768x24
+NOTIFY_NAME=org.freedesktop.Notifications
+
+# A display number is taken when its lock file or a socket for it (a file in
+# /tmp/.X11-unix or Linux's abstract one) exists.
+x_display_taken() {
+	local n=$1
+	[[ -e /tmp/.X$n-lock || -e /tmp/.X11-unix/X$n ]] && return 0
+	grep -qs "@/tmp/.X11-unix/X$n\$" /proc/net/unix
+}
+
+# Writes PID into display N's lock file in the X server format; with
+# --create only if there is none (O_EXCL, as X servers take it). DIR/xvfb.lock
+# remembers what we wrote, so that stop removes only a lock of ours.
+x_lock() {
+	local dir=$1 n=$2 pid=$3 create=${4-} lock=/tmp/.X$2-lock
+	if [[ $create == --create ]]; then
+		(set -o noclobber && printf '%10d\n' "$pid" >"$lock") 2>/dev/null || return 1
+	else
+		{ printf '%10d\n' "$pid" >"$lock.$$" && mv -f -- "$lock.$$" "$lock"; } || return 1
+	fi
+	chmod 0444 "$lock" 2>/dev/null || true
+	printf '%s %s\n' "$n" "$pid" >"$dir/xvfb.lock"
+}
+
+# Removes the lock file and the socket of the display DIR's Xvfb had, if the
+# lock is still ours (a later X server may have taken over a stale one).
+x_release() {
+	local dir=$1 n='' pid='' lock
+	[[ -f $dir/xvfb.lock ]] || return 0
+	read -r n pid <"$dir/xvfb.lock" || true
+	if [[ $n =~ ^[0-9]+$ && $pid =~ ^[0-9]+$ ]]; then
+		lock=$(cat "/tmp/.X$n-lock" 2>/dev/null) || lock=
+		if [[ ${lock// /} == "$pid" ]]; then
+			rm -f "/tmp/.X11-unix/X$n" "/tmp/.X$n-lock"
+		fi
+	fi
+	rm -f "$dir/xvfb.lock"
+}
+
+# Sets XDISPLAY (":N").
+launch_xvfb() {
+	local dir=$1 span=$((X_LAST - X_FIRST + 1)) first i n pid deadline
+	command -v Xvfb >/dev/null || die "--notify needs Xvfb (scripts/deps.sh installs it)"
+	command -v xauth >/dev/null || die "--notify needs xauth (scripts/deps.sh installs it)"
+	if [[ ! -d /tmp/.X11-unix ]]; then
+		if mkdir -p /tmp/.X11-unix 2>/dev/null; then
+			chmod 1777 /tmp/.X11-unix 2>/dev/null || true
+		fi
+	fi
+	: >"$dir/Xauthority"
+	chmod 0600 "$dir/Xauthority"
+	# A random first candidate, so that parallel harnesses rarely meet.
+	first=$((RANDOM % span))
+	for ((i = 0; i < span; i++)); do
+		n=$((X_FIRST + (first + i) % span))
+		x_display_taken "$n" && continue
+		x_lock "$dir" "$n" "$$" --create || continue
+		xauth -q -f "$dir/Xauthority" add ":$n" . "$(openssl rand -hex 16)" ||
+			die "xauth could not write $dir/Xauthority"
+		: >"$dir/xvfb.ready"
+		# -displayfd: Xvfb writes N there once it accepts connections. It
+		# also makes Xvfb skip its own lock file: ours stands in for it.
+		(
+			close_fds
+			export "$MARKER=$dir"
+			exec setsid Xvfb ":$n" -screen 0 "$X_SCREEN" -nolisten tcp -noreset \
+				-auth "$dir/Xauthority" -displayfd 3 3>"$dir/xvfb.ready"
+		) </dev/null >>"$dir/xvfb.log" 2>&1 &
+		pid=$!
+		deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+		while [[ ! -s $dir/xvfb.ready ]] && proc_alive "$pid"; do
+			if (($(now_ms) > deadline)); then
+				tail -n 20 "$dir/xvfb.log" >&2 || true
+				die "Xvfb :$n did not come up within ${READY_TIMEOUT}s"
+			fi
+			sleep 0.01
+		done
+		if [[ -s $dir/xvfb.ready ]]; then
+			x_lock "$dir" "$n" "$pid" || die "cannot write /tmp/.X$n-lock"
+			XDISPLAY=:$n
+			return 0
+		fi
+		# Another server (one without a lock file) got there first.
+		if ! grep -qs 'server already running\|Cannot establish any listening sockets' "$dir/xvfb.log"; then
+			tail -n 20 "$dir/xvfb.log" >&2 || true
+			die "Xvfb :$n exited while starting"
+		fi
+		echo "harness: X display :$n is in use, trying another" >&2
+		x_release "$dir"
+		xauth -q -f "$dir/Xauthority" remove ":$n" 2>/dev/null || true
+		mv -f "$dir/xvfb.log" "$dir/xvfb.log.$n" 2>/dev/null || true
+	done
+	die "no free X display in :$X_FIRST..:$X_LAST"
+}
+
+# The context menu program of DIR's dunst (dunstrc: dmenu). dunst 1.9 writes
+# one line per action of every notification on screen, "#LABEL (SUMMARY)
+# [ID,KEY]", and one per URL; the line printed back is the user's choice.
+# DIR/dmenu.want says which to choose: "label:TEXT" (the default is
+# "label:Mark as read") or "key:KEY"; of the matching lines, the one of the
+# newest notification (highest ID) wins. Each run appends its choice, or "-"
+# for none, to DIR/dmenu.log; DIR/dmenu.in keeps the last menu.
+write_dmenu() {
+	local dir=$1
+	{
+		echo '#!/bin/bash'
+		echo '# Generated by tests/harness/harness.sh: dunst'"'"'s context menu, choosing by rule.'
+		printf 'dir=%s\n' "$dir"
+		cat <<-'SCRIPT'
+		want=$(cat "$dir/dmenu.want" 2>/dev/null) || want=
+		[[ -n $want ]] || want='label:Mark as read'
+		menu=$(cat)
+		printf '%s\n' "$menu" >"$dir/dmenu.in"
+		best='' best_id=-1
+		while IFS= read -r line; do
+			[[ $line =~ ^#.*\ \[([0-9]+),(.*)\]$ ]] || continue
+			id=${BASH_REMATCH[1]} key=${BASH_REMATCH[2]}
+			case $want in
+			key:*) [[ $key == "${want#key:}" ]] || continue ;;
+			label:*) [[ $line == "#${want#label:} ("* ]] || continue ;;
+			*) continue ;;
+			esac
+			if ((id > best_id)); then
+				best=$line best_id=$id
+			fi
+		done <<<"$menu"
+		printf '%s\n' "${best:--}" >>"$dir/dmenu.log"
+		[[ -z $best ]] || printf '%s\n' "$best"
+		SCRIPT
+	} >"$dir/dmenu.sh"
+	chmod 0755 "$dir/dmenu.sh"
+}
+
+write_dunstrc() {
+	local dir=$1 font='DejaVu Sans 10'
+	fc-list 2>/dev/null | grep -qs 'DejaVu Sans' || font='Sans 10'
+	cat >"$dir/dunstrc" <<EOF
+# Generated by tests/harness/harness.sh: dunst 1.9 on a 1024x768 Xvfb screen for
+# notification tests. Popups stay until closed (timeout 0) so that screenshots
+# catch them; ids rise in arrival order and popups stack oldest on top.
+[global]
+    monitor = 0
+    follow = none
+    width = 420
+    height = 300
+    origin = top-right
+    offset = 10x10
+    notification_limit = 0
+    indicate_hidden = yes
+    sort = no
+    stack_duplicates = false
+    hide_duplicate_count = false
+    idle_threshold = 0
+    show_age_threshold = -1
+    markup = full
+    format = "<b>%s</b>\n%b"
+    font = $font
+    alignment = left
+    ellipsize = middle
+    ignore_newline = no
+    show_indicators = yes
+    separator_height = 2
+    padding = 8
+    horizontal_padding = 8
+    frame_width = 2
+    frame_color = "#aaaaaa"
+    separator_color = frame
+    icon_position = left
+    icon_theme = Adwaita
+    enable_recursive_icon_lookup = true
+    min_icon_size = 32
+    max_icon_size = 48
+    history_length = 20
+    dmenu = $dir/dmenu.sh
+    browser = /bin/true
+    title = Dunst
+    class = Dunst
+    mouse_left_click = do_action
+    mouse_middle_click = close_current
+    mouse_right_click = context
+    ignore_dbusclose = false
+
+[urgency_low]
+    background = "#222222"
+    foreground = "#bbbbbb"
+    timeout = 0
+
+[urgency_normal]
+    background = "#285577"
+    foreground = "#ffffff"
+    timeout = 0
+
+[urgency_critical]
+    background = "#900000"
+    foreground = "#ffffff"
+    frame_color = "#ff0000"
+    timeout = 0
+EOF
+}
+
+# The PID of the owner of NAME on the bus at ADDRESS; fails if it has none.
+bus_name_pid() {
+	local out
+	out=$(dbus-send --bus="$1" --print-reply=literal --reply-timeout=2000 --dest=org.freedesktop.DBus \
+		/org/freedesktop/DBus org.freedesktop.DBus.GetConnectionUnixProcessID "string:$2" 2>/dev/null) ||
+		return 1
+	out=${out##* }
+	[[ $out =~ ^[0-9]+$ ]] || return 1
+	echo "$out"
+}
+
+# Sets NOTIFY_PID; returns once that dunst owns the name on the private bus.
+launch_dunst() {
+	local dir=$1 pid owner='' deadline
+	command -v dunst >/dev/null || die "--notify needs dunst (scripts/deps.sh installs it)"
+	write_dmenu "$dir"
+	write_dunstrc "$dir"
+	# No drop-ins or rules from the user's configuration.
+	mkdir -p "$dir/xdg"
+	(
+		close_fds
+		# shellcheck disable=SC2030 # meant for dunst alone
+		export "$MARKER=$dir" DISPLAY="$XDISPLAY" XAUTHORITY="$dir/Xauthority" \
+			DBUS_SESSION_BUS_ADDRESS="$DBUS_ADDRESS" XDG_CONFIG_HOME="$dir/xdg" XDG_CONFIG_DIRS="$dir/xdg"
+		exec setsid dunst -config "$dir/dunstrc"
+	) </dev/null >>"$dir/dunst.log" 2>&1 &
+	pid=$!
+	deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+	until owner=$(bus_name_pid "$DBUS_ADDRESS" "$NOTIFY_NAME") && [[ $owner == "$pid" ]]; do
+		if ! proc_alive "$pid"; then
+			tail -n 20 "$dir/dunst.log" >&2 || true
+			die "dunst exited while starting"
+		fi
+		if (($(now_ms) > deadline)); then
+			tail -n 20 "$dir/dunst.log" >&2 || true
+			die "dunst did not own $NOTIFY_NAME within ${READY_TIMEOUT}s (owner: ${owner:-none})"
+		fi
+		sleep 0.02
+	done
+	echo "$pid" >"$dir/dunst.pid"
+	NOTIFY_PID=$pid
+}
+
 # The IMAP greeting on a plain connection.
 probe_plain() {
 	local fd line=
@@ -526,13 +794,14 @@ add_listen() {
 }
 
 cmd_start() {
-	local dir='' owner='' dbus=0 users=4 remove=0 attempt rc ports imap_port imaps_port a
+	local dir='' owner='' dbus=0 notify=0 users=4 remove=0 attempt rc ports imap_port imaps_port a
 	while (($#)); do
 		case $1 in
 		--owner) owner=${2-}; shift 2 || usage ;;
 		--owner=*) owner=${1#*=}; shift ;;
 		--remove-on-owner-exit) remove=1; shift ;;
 		--dbus) dbus=1; shift ;;
+		--notify) dbus=1 notify=1; shift ;;
 		--users) users=${2-}; shift 2 || usage ;;
 		--users=*) users=${1#*=}; shift ;;
 		--listen) add_listen "${2-}"; shift 2 || usage ;;
@@ -596,6 +865,10 @@ cmd_start() {
 	if ((dbus)); then
 		launch_dbus "$dir"
 	fi
+	if ((notify)); then
+		launch_xvfb "$dir"
+		launch_dunst "$dir"
+	fi
 	wait_ready "$dir" "$imap_port" "$imaps_port"
 
 	START_DONE=1
@@ -611,6 +884,11 @@ cmd_start() {
 		echo "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDRESS"
 		echo "DBUS_SERVICE_DIR=$dir/dbus-services"
 	fi
+	if ((notify)); then
+		echo "DISPLAY=$XDISPLAY"
+		echo "XAUTHORITY=$dir/Xauthority"
+		echo "NOTIFY_PID=$NOTIFY_PID"
+	fi
 	echo "DIR=$dir"
 }
 
@@ -619,7 +897,7 @@ cmd_start() {
 
 # The running processes of the harness in DIR, one "PID KIND" a line, KIND being
 # master, log (Dovecot's log process), child (any other Dovecot process),
-# dbus, guard or marked (started by the private bus). Dovecot's processes are
+# dbus, xvfb, dunst, guard or marked (started by the private bus or dunst). Dovecot's processes are
 # recognised by their titles, which carry the instance name, i.e. DIR; the
 # caller itself is never listed.
 harness_procs() {
@@ -645,6 +923,14 @@ harness_procs() {
 		bash | */bash)
 			[[ ${argv[1]-} == "$SELF" && ${argv[2]-} == _guard && ${argv[3]-} == "$dir" ]] || continue
 			kind=guard
+			;;
+		Xvfb | */Xvfb)
+			[[ " ${argv[*]} " == *" -auth $dir/Xauthority "* ]] || continue
+			kind=xvfb
+			;;
+		dunst | */dunst)
+			[[ ${argv[1]-} == -config && ${argv[2]-} == "$dir/dunstrc" ]] || continue
+			kind=dunst
 			;;
 		*)
 			grep -qzxF -- "$MARKER=$dir" "/proc/$pid/environ" 2>/dev/null || continue
@@ -689,6 +975,8 @@ cmd_stop() {
 				kill -TERM -- "-$pid" 2>/dev/null || true
 			fi
 			kill -TERM "$pid" 2>/dev/null || true
+			# A test may have stopped dunst (harness_notify_signal).
+			kill -CONT "$pid" 2>/dev/null || true
 			sent[$pid]=1
 		done <<<"$procs"
 		((${#all[@]})) || break
@@ -708,7 +996,8 @@ cmd_stop() {
 		fi
 		sleep 0.02
 	done
-	rm -f "$dir/guard.pid" "$dir/dbus.pid"
+	rm -f "$dir/guard.pid" "$dir/dbus.pid" "$dir/dunst.pid"
+	x_release "$dir"
 
 	if ((remove)); then
 		[[ -f $dir/$STAMP ]] || die "$dir: no $STAMP, refusing to remove it"
@@ -919,6 +1208,83 @@ cmd_capability() {
 }
 
 # ---------------------------------------------------------------------------
+# --notify: the user in front of the screen
+
+require_notify() {
+	require_harness "$1"
+	[[ -f $1/dunstrc && -f $1/xvfb.lock && -s $1/dbus.address ]] ||
+		die "$1: no notification server (start it with --notify)"
+}
+
+# Exports the private bus and the X display of the harness in DIR.
+notify_env() {
+	local dir=$1 n='' rest
+	read -r n rest <"$dir/xvfb.lock" || true
+	[[ $n =~ ^[0-9]+$ ]] || die "$dir/xvfb.lock: no display number"
+	DBUS_SESSION_BUS_ADDRESS=$(head -n 1 "$dir/dbus.address")
+	# shellcheck disable=SC2031 # launch_dunst's subshell is another story
+	export DBUS_SESSION_BUS_ADDRESS DISPLAY=":$n" XAUTHORITY="$dir/Xauthority"
+}
+
+dmenu_runs() {
+	local n=0
+	[[ ! -f $1/dmenu.log ]] || n=$(wc -l <"$1/dmenu.log")
+	echo $((n))
+}
+
+cmd_notify_action() {
+	(($# == 2)) || usage
+	local dir which=$2 shown before deadline
+	dir=$(resolve_dir "$1")
+	require_notify "$dir"
+	notify_env "$dir"
+	case $which in
+	default) echo 'key:default' >"$dir/dmenu.want" ;;
+	context) echo 'label:Mark as read' >"$dir/dmenu.want" ;;
+	*) die "notify-action: expected default or context, not '$which'" ;;
+	esac
+	shown=$(timeout 10 dunstctl count displayed) || die "dunstctl count failed (is dunst stopped?)"
+	[[ $shown =~ ^[0-9]+$ ]] || die "dunstctl count displayed said '$shown'"
+	((shown > 0)) || die "notify-action: no notification on screen"
+	# A click: dunst invokes the "default" action (or the only one, or opens
+	# the context menu). dunst 1.9 takes no other position than 0, the oldest
+	# popup; with more on screen the context menu picks the newest's instead.
+	if [[ $which == default ]] && ((shown == 1)); then
+		timeout 10 dunstctl action 0 || die "dunstctl action 0 failed"
+		return 0
+	fi
+	before=$(dmenu_runs "$dir")
+	timeout 10 dunstctl context || die "dunstctl context failed"
+	deadline=$(($(now_ms) + 5000))
+	until (($(dmenu_runs "$dir") > before)); do
+		(($(now_ms) < deadline)) || die "dunst ran no context menu within 5s (no actions on screen?)"
+		sleep 0.01
+	done
+	if [[ $(tail -n 1 "$dir/dmenu.log") == - ]]; then
+		cat "$dir/dmenu.in" >&2 || true
+		die "the context menu (above) had no entry for $(<"$dir/dmenu.want")"
+	fi
+}
+
+cmd_screenshot() {
+	(($# == 2)) || usage
+	local dir png=$2 convert='' c
+	dir=$(resolve_dir "$1")
+	require_notify "$dir"
+	notify_env "$dir"
+	command -v xwd >/dev/null || die "screenshot needs xwd (x11-apps)"
+	# Debian's ImageMagick first: a convert earlier in PATH may be a stand-in.
+	for c in /usr/bin/convert-im6.q16 /usr/bin/convert "$(command -v convert || true)"; do
+		if [[ -n $c && -x $c ]]; then
+			convert=$c
+			break
+		fi
+	done
+	[[ -n $convert ]] || die "screenshot needs ImageMagick's convert (imagemagick)"
+	xwd -root -silent | "$convert" xwd:- "png:$png" || die "screenshot of $DISPLAY into $png failed"
+}
+
+# ---------------------------------------------------------------------------
 
 (($# >= 1)) || usage
 cmd=$1
@@ -935,6 +1301,8 @@ doveadm) cmd_doveadm "$@" ;;
 capability) cmd_capability "$@" ;;
 server-stop) cmd_server_stop "$@" ;;
 server-start) cmd_server_start "$@" ;;
+notify-action) cmd_notify_action "$@" ;;
+screenshot) cmd_screenshot "$@" ;;
 _guard) cmd_guard "$@" ;;
 -h | --help | help) usage 0 ;;
 *) die "unknown command '$cmd' (try --help)" ;;
