@@ -71,8 +71,9 @@ ENGINE_LIB  := $(B)/libimapidled.a
 
 # Test support shared by integration tests and the demo: the Dovecot harness
 # wrapper and a small blocking TLS client (the daemon's own non-blocking
-# transport lives in src/).
-TSUP_SRCS   := tests/harness/harness.c tests/support/fake-server.c tests/support/test-client.c tests/support/daemon-runner.c
+# transport lives in src/); the notification bus monitor (sd-bus) is not the demo's.
+TSUP_SRCS   := tests/harness/harness.c tests/support/fake-server.c tests/support/test-client.c tests/support/daemon-runner.c \
+               tests/support/notify-monitor.c
 TSUP_OBJS   := $(TSUP_SRCS:%.c=$(B)/%.o)
 
 UNIT_SRCS   := tests/check-main.c $(sort $(wildcard tests/test-*.c))
@@ -150,7 +151,7 @@ $(B)/imapidlectl: $(B)/src/imapidlectl.o $(ENGINE_LIB) $(CORE_LIB)
 
 $(B)/src/imapidlectl.o: override CFLAGS += $(PKG_CFLAGS)
 
-$(DEMO_BIN): $(B)/tests/support/imap-idle-demo.o $(TSUP_OBJS) $(CORE_LIB)
+$(DEMO_BIN): $(B)/tests/support/imap-idle-demo.o $(filter-out %/notify-monitor.o,$(TSUP_OBJS)) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 $(B)/free-port: $(B)/tests/support/free-port.o
