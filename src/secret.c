@@ -5,30 +5,20 @@
  * callback on the loop.
  *
  * password_command
- *   Spawned with posix_spawn() (glibc's is vfork-like: no page table copy of
- *   a large daemon, and an exec failure is reported by its return value) in
- *   a process group of its own, with stdin /dev/null, fds >= 3 closed
- *   (addclosefrom_np, i.e. close_range()), an empty signal mask and every
- *   signal at its default disposition (the daemon blocks signals for
- *   sd-event and may ignore SIGPIPE), and the daemon's environment without
- *   the variables systemd passes to the daemon itself.
+ *   Started with spawn_shell() (see spawn.h: own process group, clean
+ *   signal state, no inherited fds, watched through a pidfd) with stdin
+ *   /dev/null and the daemon's environment without the variables systemd
+ *   passes to the daemon itself.
  *
  *   stdout and stderr are pipes read by io sources. Of each only the first
  *   line is kept (stdout up to 64 KiB, stderr up to 4 KiB); the rest is
  *   read and dropped, so the child never blocks on a full pipe. The buffers
  *   and the scratch space that saw stdout are wiped.
  *
- *   The exit is watched through a pidfd (pidfd_open(), Linux >= 5.3) as an
- *   io source, not with sd_event_add_child(): that needs SIGCHLD blocked in
- *   every thread of the process (and fails with -EBUSY otherwise), and when
- *   its source is freed with process ownership it reaps with a blocking
- *   waitid(). A pidfd works whatever the rest of the process does with
- *   SIGCHLD, in any thread, and lets us peek at the exit (WNOWAIT) without
- *   reaping. The request completes when the child has exited: then what is
- *   left in the pipes is read at once (an exited child has written all it
- *   will; a descendant that keeps the pipe open does not hold us up) and an
- *   early EOF on stdout (the child closed it but runs on) just ends the
- *   reading.
+ *   The request completes when the child has exited: then what is left in
+ *   the pipes is read at once (an exited child has written all it will; a
+ *   descendant that keeps the pipe open does not hold us up) and an early
+ *   EOF on stdout (the child closed it but runs on) just ends the reading.
  *
  *   On timeout or cancel the request is detached from its owner: the
  *   process group gets SIGTERM and SIGCONT (a member stopped by SIGTTIN
@@ -57,9 +47,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -67,26 +55,13 @@
 #include <string.h>
 #include <sys/param.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "macro.h"
 #include "secret.h"
-#include "utf8.h"
-
-#if defined(__GLIBC__)
-#if !__GLIBC_PREREQ(2, 34)
-#error "secret.c needs glibc >= 2.34 (posix_spawn_file_actions_addclosefrom_np)"
-#endif
-#else
-#error "secret.c needs glibc (posix_spawn_file_actions_addclosefrom_np)"
-#endif
-
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
+#include "spawn.h"
 
 #define SECRET_LINE_MAX (64U * 1024U)           /* stdout and files: the first line at most */
 #define STDERR_KEEP_MAX (4U * 1024U)
@@ -94,10 +69,8 @@
 #define READ_CHUNK 16384U
 #define READS_PER_DISPATCH 16U                  /* let other sources run during a flood */
 #define DRAIN_READS_MAX 64U                     /* at exit: 1 MiB, more than any pipe buffer */
-#define KILL_GRACE_USEC (2U * 1000000U)         /* SIGTERM -> SIGKILL */
 #define GROUP_RECHECK_USEC (100U * 1000U)
 #define KILL_TIMER_ACCURACY_USEC (10U * 1000U)
-#define TEARDOWN_WAIT_MSEC 1000
 
 #define EXIT_STATUS_LOST "password_command: its exit status is lost (is SIGCHLD ignored?)"
 
@@ -465,156 +438,6 @@ static int on_defer(sd_event_source *s, void *userdata) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* the command: spawning */
-
-static bool env_is_the_daemons(const char *e) {
-        static const char *const prefixes[] = {
-                "NOTIFY_SOCKET=", "WATCHDOG_PID=", "WATCHDOG_USEC=", "LISTEN_",
-        };
-
-        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
-                if (strncmp(e, prefixes[i], strlen(prefixes[i])) == 0)
-                        return true;
-        return false;
-}
-
-/* The daemon's environment minus what systemd meant for the daemon alone.
- * The array is malloc'ed (owned by the caller), the strings are environ's. */
-static char **child_environment(void) {
-        size_t n = 0, k = 0;
-        char **env;
-
-        for (char **e = environ; e && *e; e++)
-                n++;
-        env = calloc(n + 1, sizeof(char *));
-        if (!env)
-                return NULL;
-        for (char **e = environ; e && *e; e++)
-                if (!env_is_the_daemons(*e))
-                        env[k++] = *e;
-        env[k] = NULL;
-        return env;
-}
-
-/* Returns a close-on-exec duplicate of fd above 0..2 (closing fd), fd itself
- * if it is above already, or -errno (fd left open). So that the dup2()s in
- * the child cannot clobber one another when the daemon runs with stdio
- * closed. */
-static int fd_move_above_stdio(int fd) {
-        int copy;
-
-        if (fd > STDERR_FILENO)
-                return fd;
-        copy = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
-        if (copy < 0)
-                return -errno;
-        close(fd);
-        return copy;
-}
-
-/* A pipe for one of the child's outputs: ret[0] is the non-blocking read
- * end for us, ret[1] the write end for the child; both close-on-exec and
- * above stdio, owned by the caller. Only the read end is non-blocking: the
- * child gets a blocking stdout. */
-static int child_pipe(int ret[2]) {
-        int p[2], flags, r = 0;
-
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return -errno;
-        for (size_t i = 0; i < 2 && r >= 0; i++) {
-                r = fd_move_above_stdio(p[i]);
-                if (r >= 0)
-                        p[i] = r;
-        }
-        if (r >= 0) {
-                flags = fcntl(p[0], F_GETFL);
-                if (flags < 0 || fcntl(p[0], F_SETFL, flags | O_NONBLOCK) < 0)
-                        r = -errno;
-        }
-        if (r < 0) {
-                close(p[0]);
-                close(p[1]);
-                return r;
-        }
-        ret[0] = p[0];
-        ret[1] = p[1];
-        return 0;
-}
-
-/* Starts /bin/sh -c command with stdout and stderr on the given fds. Returns
- * 0 and the pid, or -errno (also when /bin/sh could not be executed). */
-static int command_spawn(const char *command, int out_fd, int err_fd, pid_t *ret_pid) {
-        char *argv[] = { (char *) "/bin/sh", (char *) "-c", (char *) command, NULL };
-        _cleanup_free_ char **env = NULL;
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        sigset_t none, all;
-        pid_t pid;
-        int r;
-
-        env = child_environment();
-        if (!env)
-                return -ENOMEM;
-
-        r = posix_spawnattr_init(&attr);
-        if (r != 0)
-                return -r;
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0) {
-                posix_spawnattr_destroy(&attr);
-                return -r;
-        }
-
-        sigemptyset(&none);
-        /* Not sigfillset(): it leaves out glibc's internal signals (32, 33),
-         * which posix_spawn() then sets to SIG_IGN in the child, and ignored
-         * signals stay ignored across exec. The child has every signal
-         * blocked until just before execve() and nobody sends it those two,
-         * so SIG_DFL for them is safe. */
-        memset(&all, 0xff, sizeof(all));
-        r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        if (r == 0)
-                r = posix_spawnattr_setpgroup(&attr, 0);
-        if (r == 0)
-                r = posix_spawnattr_setsigmask(&attr, &none);
-        if (r == 0)
-                r = posix_spawnattr_setsigdefault(&attr, &all);
-        if (r == 0)
-                r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, err_fd, STDERR_FILENO);
-        if (r == 0)
-                r = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
-        if (r == 0)
-                r = posix_spawn(&pid, argv[0], &fa, &attr, argv, env);
-
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        if (r != 0)
-                return -r;
-        *ret_pid = pid;
-        return 0;
-}
-
-/* SIGKILLs the group and reaps the leader now, waiting at most
- * TEARDOWN_WAIT_MSEC for it when there is a pidfd to wait on (without one,
- * waitid() blocks: only used when the child could not be watched at all). */
-static void process_kill_and_reap(pid_t pid, int pidfd) {
-        siginfo_t si = {};
-
-        (void) kill(-pid, SIGKILL);
-        if (pidfd >= 0) {
-                struct pollfd p = { .fd = pidfd, .events = POLLIN };
-
-                (void) poll(&p, 1, TEARDOWN_WAIT_MSEC);
-        }
-        while (waitid(P_PID, pid, &si, WEXITED | (pidfd >= 0 ? WNOHANG : 0)) < 0 && errno == EINTR)
-                ;
-}
-
-/* ------------------------------------------------------------------------ */
 /* the command: results */
 
 /* Is a process other than a zombie in process group pgid? 1, 0, or -errno
@@ -654,67 +477,30 @@ static int process_group_has_live_members(pid_t pgid) {
         return r;
 }
 
-/* The first line of stderr for an error message: no control characters,
- * valid UTF-8, at most ERROR_DETAIL_MAX bytes. NULL if there is none, or if
- * it contains the first line of stdout, which may be the secret. */
+/* The first line of stderr for an error message (see
+ * spawn_output_excerpt()), at most ERROR_DETAIL_MAX bytes. NULL if there is
+ * none, or if it contains the first line of stdout, which may be the
+ * secret. */
 static char *command_stderr_excerpt(struct secret_request *q, const char *out_line, size_t out_len) {
         const char *line;
-        size_t len, k = 0;
-        char *s;
+        size_t len;
 
         line = line_buffer_first_line(&q->err, &len);
         if (len == 0)
                 return NULL;
         if (out_len > 0 && memmem(line, len, out_line, out_len))
                 return NULL;
-        if (utf8_sanitize(line, len, &s) < 0)
-                return NULL;
-
-        len = strlen(s);
-        for (size_t i = 0; i < len;) {
-                uint32_t cp;
-                int n = utf8_decode_char(s + i, len - i, &cp);
-
-                if (n <= 0) /* cannot happen after utf8_sanitize() */
-                        break;
-                if (!(cp < 0x20 || (cp >= 0x7f && cp < 0xa0))) {
-                        memmove(s + k, s + i, (size_t) n);
-                        k += (size_t) n;
-                }
-                i += (size_t) n;
-        }
-        while (k > 0 && s[k - 1] == ' ')
-                k--;
-        k = utf8_truncate(s, k, ERROR_DETAIL_MAX);
-        s[k] = '\0';
-        if (k == 0) {
-                free(s);
-                return NULL;
-        }
-        return s;
+        return spawn_output_excerpt(line, len, ERROR_DETAIL_MAX, false);
 }
 
 static char *command_failure_message(struct secret_request *q, const siginfo_t *si, const char *out_line,
                                      size_t out_len) {
         _cleanup_free_ char *detail = NULL;
-        char status[64];
-
-        if (si->si_code == CLD_EXITED)
-                snprintf(status, sizeof(status), "exit status %d", si->si_status);
-        else if (si->si_code == CLD_KILLED || si->si_code == CLD_DUMPED) {
-                const char *name = sigabbrev_np(si->si_status);
-
-                if (name)
-                        snprintf(status, sizeof(status), "killed by signal %s%s", name,
-                                 si->si_code == CLD_DUMPED ? ", core dumped" : "");
-                else
-                        snprintf(status, sizeof(status), "killed by signal %d%s", si->si_status,
-                                 si->si_code == CLD_DUMPED ? ", core dumped" : "");
-        } else
-                snprintf(status, sizeof(status), "wait status %d/%d", si->si_code, si->si_status);
+        char status[SPAWN_EXIT_STRING_MAX];
 
         detail = command_stderr_excerpt(q, out_line, out_len);
-        return errorf(0, "password_command failed (%s)%s%s", status, detail ? ": " : "", detail ?: "");
+        return errorf(0, "password_command failed (%s)%s%s", spawn_exit_to_string(si, status), detail ? ": " : "",
+                      detail ?: "");
 }
 
 /* Reads what an output pipe still holds and closes it. */
@@ -745,7 +531,7 @@ static void command_finish(struct secret_request *q, const siginfo_t *si) {
         line = line_buffer_first_line(&q->out, &len);
         if (!si)
                 error = strdup(EXIT_STATUS_LOST);
-        else if (si->si_code != CLD_EXITED || si->si_status != 0)
+        else if (!spawn_exit_ok(si))
                 error = command_failure_message(q, si, line, len);
         else if ((problem = line_problem(&q->out, line, len)))
                 error = errorf(0, "password_command output: %s", problem);
@@ -766,7 +552,7 @@ static void on_floating_destroyed(void *userdata) {
 
         if (!q->reaped) {
                 /* The loop is being freed before the grace period ended. */
-                process_kill_and_reap(q->pid, q->pidfd);
+                spawn_kill_and_reap(q->pid, q->pidfd);
                 q->reaped = true;
         }
         assert(q->n_floating > 0);
@@ -793,11 +579,9 @@ static void source_release_floating(sd_event_source *s) {
  * callback frees q, so q must not be used afterwards. */
 static void command_reap_and_release(struct secret_request *q) {
         sd_event_source *timer = q->timer, *child = q->child_source;
-        siginfo_t si = {};
 
         if (!q->reaped) {
-                while (waitid(P_PID, q->pid, &si, WEXITED | WNOHANG) < 0 && errno == EINTR)
-                        ;
+                spawn_reap(q->pid);
                 q->reaped = true;
         }
         log_debug("password_command: process group %d stopped", (int) q->pid);
@@ -841,12 +625,11 @@ static void command_detach(struct secret_request *q) {
         line_buffer_wipe(&q->err);
 
         log_debug("password_command: stopping process group %d", (int) q->pid);
-        (void) kill(-q->pid, SIGTERM);
-        (void) kill(-q->pid, SIGCONT);
+        spawn_terminate_group(q->pid);
 
         r = sd_event_now(q->event, CLOCK_MONOTONIC, &now);
         if (r >= 0) {
-                q->kill_deadline = now + KILL_GRACE_USEC;
+                q->kill_deadline = now + SPAWN_KILL_GRACE_USEC;
                 r = sd_event_source_set_time(q->timer, q->kill_deadline);
         }
         if (r >= 0)
@@ -898,26 +681,24 @@ static int on_child(sd_event_source *s, int fd, uint32_t revents, void *userdata
         struct secret_request *q = userdata;
         siginfo_t si = {};
         bool known = true;
+        int r;
 
         /* Peek only: in the grace period the exited leader is kept
          * unreaped, so that its group id cannot be recycled. */
-        if (waitid(P_PID, q->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
-                if (errno == EINTR)
-                        return 0;
+        r = spawn_child_exited(q->pid, &si);
+        if (r == 0)
+                return 0; /* not exited after all */
+        if (r < 0) {
                 /* ECHILD: reaped by someone else (SIGCHLD set to SIG_IGN,
                  * a waitpid(-1) elsewhere) */
-                log_debug_errno(errno, "password_command: waitid(%d): %m", (int) q->pid);
+                log_debug_errno(r, "password_command: waitid(%d): %m", (int) q->pid);
                 known = false;
                 q->reaped = true;
-        } else if (si.si_pid == 0)
-                return 0; /* not exited after all */
+        }
 
         if (!q->detached) {
-                siginfo_t reaped = {};
-
                 if (known) {
-                        while (waitid(P_PID, q->pid, &reaped, WEXITED | WNOHANG) < 0 && errno == EINTR)
-                                ;
+                        spawn_reap(q->pid);
                         q->reaped = true;
                         log_debug("password_command: process %d exited (code %d, status %d)", (int) q->pid,
                                   si.si_code, si.si_status);
@@ -970,9 +751,11 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
  * q->spawn_error and returns 0. */
 static int command_start(struct secret_request *q) {
         _cleanup_close_ int out_w = -EBADF, err_w = -EBADF;
+        _cleanup_free_ char **env = NULL;
+        struct spawn_options o;
         int p[2], r;
 
-        r = child_pipe(p);
+        r = spawn_pipe(p);
         if (r < 0)
                 return r;
         out_w = p[1];
@@ -983,7 +766,7 @@ static int command_start(struct secret_request *q) {
         }
         (void) sd_event_source_set_io_fd_own(q->out_source, true);
 
-        r = child_pipe(p);
+        r = spawn_pipe(p);
         if (r < 0)
                 return r;
         err_w = p[1];
@@ -995,14 +778,24 @@ static int command_start(struct secret_request *q) {
         (void) sd_event_source_set_io_fd_own(q->err_source, true);
 
         r = sd_event_add_time_relative(q->event, &q->timer, CLOCK_MONOTONIC,
-                                       q->timeout_usec == UINT64_MAX ? KILL_GRACE_USEC : q->timeout_usec, 0,
+                                       q->timeout_usec == UINT64_MAX ? SPAWN_KILL_GRACE_USEC : q->timeout_usec, 0,
                                        on_timer, q);
         if (r < 0)
                 return r;
         if (q->timeout_usec == UINT64_MAX)
                 (void) sd_event_source_set_enabled(q->timer, SD_EVENT_OFF);
 
-        r = command_spawn(q->value, out_w, err_w, &q->pid);
+        r = spawn_environment(NULL, 0, NULL, &env);
+        if (r >= 0) {
+                o = (struct spawn_options) {
+                        .command = q->value,
+                        .envp = env,
+                        .stdin_fd = -1,
+                        .stdout_fd = out_w,
+                        .stderr_fd = err_w,
+                };
+                r = spawn_shell(&o, &q->pid, &q->pidfd);
+        }
         /* Ours closed, so that EOF comes when the child's are. */
         close(out_w);
         close(err_w);
@@ -1012,34 +805,18 @@ static int command_start(struct secret_request *q) {
                 q->out_source = sd_event_source_disable_unref(q->out_source);
                 q->err_source = sd_event_source_disable_unref(q->err_source);
                 q->timer = sd_event_source_disable_unref(q->timer);
-                q->spawn_error = errorf(-r, "password_command could not be started: %m");
-                return q->spawn_error ? 0 : -ENOMEM;
-        }
-
-        q->pidfd = (int) syscall(SYS_pidfd_open, q->pid, 0);
-        if (q->pidfd < 0) {
-                r = -errno;
-                /* ESRCH: already exited and reaped by the kernel (SIGCHLD
-                 * set to SIG_IGN): its pid may be recycled, never signal
-                 * it. Otherwise it is our unreaped child. */
-                if (r != -ESRCH)
-                        process_kill_and_reap(q->pid, -EBADF);
-                q->pid = 0;
-                q->out_source = sd_event_source_disable_unref(q->out_source);
-                q->err_source = sd_event_source_disable_unref(q->err_source);
-                q->timer = sd_event_source_disable_unref(q->timer);
                 if (r == -ESRCH)
                         q->spawn_error = strdup(EXIT_STATUS_LOST);
                 else if (r == -ENOSYS)
                         q->spawn_error = strdup("password_command needs Linux 5.3 or newer (pidfd_open)");
                 else
-                        q->spawn_error = errorf(-r, "password_command could not be watched (pidfd_open): %m");
+                        q->spawn_error = errorf(-r, "password_command could not be started: %m");
                 return q->spawn_error ? 0 : -ENOMEM;
         }
 
         r = sd_event_add_io(q->event, &q->child_source, q->pidfd, EPOLLIN, on_child, q);
         if (r < 0) {
-                process_kill_and_reap(q->pid, q->pidfd);
+                spawn_kill_and_reap(q->pid, q->pidfd);
                 q->pid = 0;
                 return r;
         }
