@@ -35,22 +35,44 @@
  *                       HOOKS_TEXT_MAX bytes
  *
  * Every other IMAPIDLED_* variable of the daemon's own environment is
- * removed, as are NOTIFY_SOCKET, WATCHDOG_* and LISTEN_*. The child runs in
- * a process group of its own with stdin /dev/null, stdout and stderr on the
- * daemon's stderr (so what it prints lands in the journal next to the
- * daemon's lines), no other fds, an empty signal mask and default signal
- * dispositions. Its exit is watched through a pidfd on the loop; nothing
- * blocks.
+ * removed, as are NOTIFY_SOCKET, WATCHDOG_* and LISTEN_*. The child is
+ * started with spawn_shell() (spawn.h): a process group of its own, no fds
+ * but 0..2, an empty signal mask and default signal dispositions, with
  *
- * A run that fails (exit status != 0, killed by a signal, cannot be
- * started) is logged as an error naming account, mailbox and the hook's key
- * (the command itself only at debug level). A run still going after
- * HOOKS_TIMEOUT_USEC (5 min; $IMAPIDLED_HOOK_TIMEOUT_MS overrides it for
- * tests) gets a warning and SIGTERM + SIGCONT to its process group, then
- * SIGKILL 2 s later.
+ *   stdin    /dev/null
+ *   stdout   the daemon's stderr, so what it prints lands in the journal
+ *            next to the daemon's lines (/dev/null if the daemon has no
+ *            stderr)
+ *   stderr   a pipe the daemon reads on the loop. Only the last
+ *            HOOKS_STDERR_KEEP bytes are kept; the rest is read and
+ *            dropped, so a hook that writes megabytes neither blocks nor
+ *            costs memory.
+ *
+ * Its exit is watched through a pidfd on the loop; nothing blocks. What is
+ * kept of stderr is reported when the run has ended, never while it runs:
+ *
+ *   failure  (exit status != 0, killed by a signal, also after a timeout)
+ *            one error line naming account, mailbox, the hook's key and how
+ *            it ended, with stderr cleaned and folded into the same line
+ *            (spawn_output_excerpt(): control characters dropped, line
+ *            breaks as " / ", "..." in front if the start was dropped):
+ *              work/INBOX: on_new_mail hook failed (exit status 3): boom: x / y
+ *   success  each line of stderr at info level:
+ *              work/INBOX: on_new_mail hook: some warning
+ *
+ * A run that cannot be started is an error line too. The command itself is
+ * logged at debug level only. Whatever a background process of the hook
+ * writes to stderr after the hook has ended is read and dropped until it
+ * closes the pipe, so it neither blocks nor dies of SIGPIPE (a hook that
+ * wants to keep such output redirects it: 2>>FILE).
+ *
+ * A run still going after HOOKS_TIMEOUT_USEC (5 min;
+ * $IMAPIDLED_HOOK_TIMEOUT_MS overrides it for tests) gets a warning and
+ * SIGTERM + SIGCONT to its process group, then SIGKILL 2 s later.
  *
  * When the hooks are freed (daemon exit), pending runs are dropped and
- * running ones are left to finish on their own.
+ * running ones are left to finish on their own; their stderr is read and
+ * dropped by the loop until it is freed.
  */
 
 #include <systemd/sd-event.h>
@@ -61,6 +83,7 @@
 #define HOOKS_UIDS_MAX 1000u
 #define HOOKS_TEXT_MAX 1000u                            /* bytes of IMAPIDLED_FROM / _SUBJECT */
 #define HOOKS_TIMEOUT_USEC (UINT64_C(5) * 60 * 1000000)
+#define HOOKS_STDERR_KEEP 1024u                         /* bytes of a run's stderr kept: the last ones */
 
 struct hooks;
 

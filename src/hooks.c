@@ -7,13 +7,16 @@
  * (or, when idle, until a reload removes the hook). A slot collects events,
  * owns the debounce timer and at most one running child.
  *
- * Spawning follows src/secret.c (posix_spawn, own process group, pidfd);
- * the code is not shared because the child's fds differ (no pipes: its
- * output goes to the daemon's stderr) and secret.c keeps its helpers
- * static. The child is watched through a pidfd io source: it works however
- * SIGCHLD is handled, and the leader is reaped only after the exit was
- * seen, so the process group id cannot have been recycled when the group is
- * signalled.
+ * A run is started with spawn_shell() (spawn.h) and watched through a
+ * pidfd io source: it works however SIGCHLD is handled, and the leader is
+ * reaped only after the exit was seen, so the process group id cannot have
+ * been recycled when the group is signalled. Its stderr is a pipe read by an
+ * io source into a fixed tail buffer of the slot (the last
+ * HOOKS_STDERR_KEEP bytes); at the exit what the pipe still holds is read at
+ * once and the tail reported. A pipe that is still open then (a background
+ * process of the hook holds it) becomes a floating source that reads and
+ * drops until EOF, so that process neither blocks nor gets SIGPIPE; the
+ * same happens to the pipe of a run still going when the hooks are freed.
  */
 
 #include <assert.h>
@@ -21,25 +24,23 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "hooks.h"
 #include "log.h"
 #include "macro.h"
+#include "spawn.h"
 #include "utf8.h"
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-
-#define KILL_GRACE_USEC (UINT64_C(2) * 1000000)         /* SIGTERM -> SIGKILL */
+#define STDERR_DETAIL_MAX 1024U                        /* bytes of stderr in the failure line */
+#define READ_CHUNK 16384U
+#define READS_PER_DISPATCH 16U                          /* let other sources run during a flood */
+#define DRAIN_READS_MAX 64U                             /* at exit: 1 MiB, more than any pipe buffer */
 #define DEBOUNCE_ACCURACY_USEC (UINT64_C(10) * 1000)
 #define TIMEOUT_ACCURACY_USEC (UINT64_C(100) * 1000)
 
@@ -84,8 +85,12 @@ struct hook_slot {
         pid_t pid;                      /* also its process group; 0: none */
         int pidfd;
         sd_event_source *child_source;  /* io on pidfd */
+        sd_event_source *err_source;    /* io on the stderr pipe, owns the fd */
         sd_event_source *timeout;       /* the run timeout, then the SIGKILL stage */
         bool timed_out, sigkill_sent;
+        char err_tail[HOOKS_STDERR_KEEP]; /* the last bytes of stderr */
+        size_t err_len;
+        uint64_t err_total;             /* bytes of stderr read */
 };
 
 struct hooks {
@@ -107,11 +112,14 @@ static void slot_clear_collected(struct hook_slot *s) {
         s->from = s->subject = NULL;
 }
 
+static void slot_stderr_let_go(struct hook_slot *s);
+
 static struct hook_slot *slot_free(struct hook_slot *s) {
         if (!s)
                 return NULL;
         s->debounce = sd_event_source_disable_unref(s->debounce);
         s->child_source = sd_event_source_disable_unref(s->child_source);
+        slot_stderr_let_go(s);
         s->timeout = sd_event_source_disable_unref(s->timeout);
         if (s->pid > 0)
                 log_debug("%s%s hook (process %d) left running", s->prefix, hook_keys[s->kind], (int) s->pid);
@@ -176,17 +184,6 @@ static struct hook_slot *slot_get(struct hooks *h, const char *account, const ch
 
 /* ---- the environment ----------------------------------------------------- */
 
-static bool env_is_dropped(const char *e) {
-        static const char *const prefixes[] = {
-                "NOTIFY_SOCKET=", "WATCHDOG_PID=", "WATCHDOG_USEC=", "LISTEN_", "IMAPIDLED_",
-        };
-
-        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
-                if (strncmp(e, prefixes[i], strlen(prefixes[i])) == 0)
-                        return true;
-        return false;
-}
-
 /* "NAME=" + text as valid UTF-8 without control characters, at most max
  * bytes of it. Returns a malloc'ed string or NULL (OOM). */
 static char *env_text(const char *name, const char *text, size_t max) {
@@ -231,8 +228,9 @@ static char *env_uids(const struct hook_slot *s) {
 
 #define N_HOOK_VARS 7
 
-/* The child's environment: envp is the daemon's environment, filtered, plus
- * vars (malloc'ed, owned here); envp's other strings are environ's. */
+/* The child's environment: envp is the daemon's environment without
+ * IMAPIDLED_* (spawn_environment()) after vars (malloc'ed, owned here);
+ * envp's other strings are environ's. */
 struct hook_env {
         char *vars[N_HOOK_VARS];
         size_t n_vars;
@@ -258,7 +256,6 @@ static bool hook_env_push(struct hook_env *e, char *v) {
 /* Returns 0 or -ENOMEM; on failure e is left empty. */
 static int hook_env_build(const struct hook_slot *s, struct hook_env *e) {
         char *count = NULL;
-        size_t n = 0, k = 0;
         bool ok;
 
         *e = (struct hook_env) {};
@@ -271,81 +268,145 @@ static int hook_env_build(const struct hook_slot *s, struct hook_env *e) {
         if (ok && s->count == 1 && s->from && s->subject)
                 ok = hook_env_push(e, env_text("IMAPIDLED_FROM", s->from, HOOKS_TEXT_MAX)) &&
                      hook_env_push(e, env_text("IMAPIDLED_SUBJECT", s->subject, HOOKS_TEXT_MAX));
-        if (ok) {
-                for (char **p = environ; p && *p; p++)
-                        n++;
-                e->envp = calloc(n + e->n_vars + 1, sizeof(char *));
-                ok = e->envp != NULL;
-        }
+        if (ok)
+                ok = spawn_environment(e->vars, e->n_vars, "IMAPIDLED_", &e->envp) >= 0;
         if (!ok) {
                 hook_env_done(e);
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < e->n_vars; i++)
-                e->envp[k++] = e->vars[i];
-        for (char **p = environ; p && *p; p++)
-                if (!env_is_dropped(*p))
-                        e->envp[k++] = *p;
-        e->envp[k] = NULL;
         return 0;
 }
 
-/* ---- spawning ------------------------------------------------------------ */
+/* ---- stderr ---------------------------------------------------------------- */
 
-/* /bin/sh -c command with envp; see hooks.h for the child's setup. Returns
- * 0 and the pid, or -errno (also when /bin/sh could not be executed). */
-static int hook_spawn(const char *command, char **envp, pid_t *ret_pid) {
-        char *argv[] = { (char *) "/bin/sh", (char *) "-c", (char *) command, NULL };
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        sigset_t none, all;
-        pid_t pid;
-        int r;
+/* Keeps the last HOOKS_STDERR_KEEP bytes. */
+static void slot_stderr_append(struct hook_slot *s, const char *p, size_t n) {
+        const size_t keep = sizeof(s->err_tail);
 
-        r = posix_spawnattr_init(&attr);
-        if (r != 0)
-                return -r;
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0) {
-                posix_spawnattr_destroy(&attr);
-                return -r;
+        s->err_total += n;
+        if (n >= keep) {
+                memcpy(s->err_tail, p + n - keep, keep);
+                s->err_len = keep;
+                return;
         }
+        if (s->err_len + n > keep) {
+                size_t drop = s->err_len + n - keep;
 
-        sigemptyset(&none);
-        /* every signal, also glibc's internal ones: see secret.c */
-        memset(&all, 0xff, sizeof(all));
-        r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        if (r == 0)
-                r = posix_spawnattr_setpgroup(&attr, 0);
-        if (r == 0)
-                r = posix_spawnattr_setsigmask(&attr, &none);
-        if (r == 0)
-                r = posix_spawnattr_setsigdefault(&attr, &all);
-        if (r == 0)
-                r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        if (fcntl(STDERR_FILENO, F_GETFD) >= 0) {
-                /* dup2(2, 2) clears FD_CLOEXEC should the daemon's stderr have it */
-                if (r == 0)
-                        r = posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDERR_FILENO);
-                if (r == 0)
-                        r = posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO);
-        } else {
-                if (r == 0)
-                        r = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-                if (r == 0)
-                        r = posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+                memmove(s->err_tail, s->err_tail + drop, s->err_len - drop);
+                s->err_len -= drop;
         }
-        if (r == 0)
-                r = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
-        if (r == 0)
-                r = posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);
+        memcpy(s->err_tail + s->err_len, p, n);
+        s->err_len += n;
+}
 
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        if (r != 0)
-                return -r;
-        *ret_pid = pid;
+/* At most reads_max read(2)s from the non-blocking fd, into the tail if s is
+ * not NULL, else dropped. Returns true at EOF (or an error): nothing more
+ * will come. */
+static bool stderr_read(struct hook_slot *s, int fd, unsigned reads_max) {
+        char buf[READ_CHUNK];
+
+        for (unsigned i = 0; i < reads_max; i++) {
+                ssize_t n = read(fd, buf, sizeof(buf));
+
+                if (n > 0) {
+                        if (s)
+                                slot_stderr_append(s, buf, (size_t) n);
+                        continue;
+                }
+                if (n < 0 && errno == EINTR)
+                        continue;
+                return !(n < 0 && errno == EAGAIN);
+        }
+        return false;
+}
+
+/* userdata: the slot, or NULL once the run has ended and the loop owns the
+ * (floating) source. */
+static int on_stderr(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+        struct hook_slot *s = userdata;
+
+        if (!stderr_read(s, fd, READS_PER_DISPATCH))
+                return 0;
+        if (s) {
+                s->err_source = sd_event_source_disable_unref(s->err_source);
+                return 0;
+        }
+        /* take the floating source back from the loop and let it go */
+        sd_event_source_ref(es);
+        (void) sd_event_source_set_floating(es, false);
+        sd_event_source_disable_unref(es);
         return 0;
+}
+
+/* The run has ended or the slot goes: a pipe not at EOF yet is held by
+ * something the hook left behind; the loop reads it from now on and drops
+ * what comes. */
+static void slot_stderr_let_go(struct hook_slot *s) {
+        sd_event_source *es = TAKE_PTR(s->err_source);
+
+        if (!es)
+                return;
+        (void) sd_event_source_set_userdata(es, NULL);
+        if (sd_event_source_set_floating(es, true) < 0)
+                sd_event_source_disable_unref(es); /* closes it: the writer gets SIGPIPE */
+        else
+                sd_event_source_unref(es); /* the loop's now */
+}
+
+/* Reads what the pipe still holds after the exit. */
+static void slot_stderr_drain(struct hook_slot *s) {
+        if (s->err_source && stderr_read(s, sd_event_source_get_io_fd(s->err_source), DRAIN_READS_MAX))
+                s->err_source = sd_event_source_disable_unref(s->err_source);
+}
+
+/* The start of the tail, past a character cut by dropping what came
+ * before; *ret_cut tells whether something was dropped. */
+static const char *slot_stderr_tail(const struct hook_slot *s, size_t *ret_len, bool *ret_cut) {
+        size_t off = 0;
+
+        *ret_cut = s->err_total > s->err_len;
+        if (*ret_cut)
+                while (off < s->err_len && ((unsigned char) s->err_tail[off] & 0xc0) == 0x80)
+                        off++;
+        *ret_len = s->err_len - off;
+        return s->err_tail + off;
+}
+
+/* For the failure line: the tail as one line (spawn_output_excerpt()), "..."
+ * in front when something was dropped. Malloc'ed; NULL if empty or OOM. */
+static char *slot_stderr_excerpt(const struct hook_slot *s) {
+        _cleanup_free_ char *text = NULL;
+        const char *tail;
+        size_t len;
+        bool cut;
+        char *t;
+
+        tail = slot_stderr_tail(s, &len, &cut);
+        text = spawn_output_excerpt(tail, len, STDERR_DETAIL_MAX - (cut ? 3 : 0), true);
+        if (!text || !cut || strncmp(text, "...", 3) == 0)
+                return TAKE_PTR(text);
+        if (asprintf(&t, "...%s", text) < 0)
+                return TAKE_PTR(text);
+        return t;
+}
+
+/* After a successful run: each line of the tail at info level. */
+static void slot_stderr_log_lines(const struct hook_slot *s) {
+        const char *tail, *p, *end;
+        size_t len;
+        bool cut;
+
+        tail = slot_stderr_tail(s, &len, &cut);
+        for (p = tail, end = tail + len; p < end;) {
+                const char *nl = memchr(p, '\n', (size_t) (end - p));
+                size_t n = nl ? (size_t) (nl - p) : (size_t) (end - p);
+                _cleanup_free_ char *line = spawn_output_excerpt(p, n, STDERR_DETAIL_MAX, false);
+
+                if (line)
+                        log_internal(LOG_INFO, 0, s->prefix, "%s hook: %s%s", hook_keys[s->kind],
+                                     p == tail && cut ? "..." : "", line);
+                p += n + (nl ? 1 : 0);
+        }
 }
 
 /* ---- running ------------------------------------------------------------- */
@@ -355,6 +416,9 @@ static void slot_run(struct hook_slot *s);
 static void slot_run_ended(struct hook_slot *s) {
         s->child_source = sd_event_source_disable_unref(s->child_source);
         s->timeout = sd_event_source_disable_unref(s->timeout);
+        slot_stderr_let_go(s);
+        s->err_len = 0;
+        s->err_total = 0;
         if (s->pidfd >= 0)
                 close(s->pidfd);
         s->pidfd = -EBADF;
@@ -369,44 +433,37 @@ static void slot_run_ended(struct hook_slot *s) {
 
 static void log_exit(struct hook_slot *s, const siginfo_t *si) {
         const char *key = hook_keys[s->kind];
+        _cleanup_free_ char *detail = NULL;
+        char status[SPAWN_EXIT_STRING_MAX];
 
-        if (si->si_code == CLD_EXITED && si->si_status == 0) {
+        if (spawn_exit_ok(si)) {
+                slot_stderr_log_lines(s);
                 log_debug("%s%s hook finished", s->prefix, key);
                 return;
         }
-        if (si->si_code == CLD_EXITED)
-                log_internal(LOG_ERR, 0, s->prefix, "%s hook failed (exit status %d)", key, si->si_status);
-        else if (si->si_code == CLD_KILLED || si->si_code == CLD_DUMPED) {
-                const char *name = sigabbrev_np(si->si_status);
-                char num[16];
-
-                snprintf(num, sizeof(num), "%d", si->si_status);
-                log_internal(LOG_ERR, 0, s->prefix, "%s hook failed (killed by signal %s%s%s)%s", key,
-                             name ? "SIG" : "", name ?: num, si->si_code == CLD_DUMPED ? ", core dumped" : "",
-                             s->timed_out ? " after timing out" : "");
-        } else
-                log_internal(LOG_ERR, 0, s->prefix, "%s hook failed (wait status %d/%d)", key, si->si_code,
-                             si->si_status);
+        detail = slot_stderr_excerpt(s);
+        log_internal(LOG_ERR, 0, s->prefix, "%s hook failed (%s)%s%s%s", key, spawn_exit_to_string(si, status),
+                     s->timed_out ? " after timing out" : "", detail ? ": " : "", detail ?: "");
 }
 
 static int on_child(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         struct hook_slot *s = userdata;
-        siginfo_t si = {};
+        siginfo_t si;
+        int r;
 
         /* peek first: while the leader is a zombie its group id is ours */
-        if (waitid(P_PID, s->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
-                if (errno == EINTR)
-                        return 0;
-                log_internal(LOG_ERR, errno, s->prefix, "%s hook: its exit status is lost (%m)", hook_keys[s->kind]);
+        r = spawn_child_exited(s->pid, &si);
+        if (r == 0)
+                return 0;
+        if (r < 0) {
+                log_internal(LOG_ERR, r, s->prefix, "%s hook: its exit status is lost (%m)", hook_keys[s->kind]);
                 slot_run_ended(s);
                 return 0;
         }
-        if (si.si_pid == 0)
-                return 0;
         if (s->timed_out)
                 (void) kill(-s->pid, SIGKILL); /* what is left of the group */
-        while (waitid(P_PID, s->pid, &si, WEXITED | WNOHANG) < 0 && errno == EINTR)
-                ;
+        spawn_reap(s->pid);
+        slot_stderr_drain(s);
         log_exit(s, &si);
         slot_run_ended(s);
         return 0;
@@ -420,9 +477,8 @@ static int on_timeout(sd_event_source *es, uint64_t usec, void *userdata) {
                              "%s hook still running after %" PRIu64 " ms, stopping its process group",
                              hook_keys[s->kind], s->hooks->timeout_usec / 1000);
                 s->timed_out = true;
-                (void) kill(-s->pid, SIGTERM);
-                (void) kill(-s->pid, SIGCONT);
-                if (sd_event_source_set_time_relative(es, KILL_GRACE_USEC) >= 0 &&
+                spawn_terminate_group(s->pid);
+                if (sd_event_source_set_time_relative(es, SPAWN_KILL_GRACE_USEC) >= 0 &&
                     sd_event_source_set_enabled(es, SD_EVENT_ONESHOT) >= 0)
                         return 0;
         }
@@ -438,9 +494,10 @@ static int on_timeout(sd_event_source *es, uint64_t usec, void *userdata) {
 /* Starts the hook with what is collected; the collection starts afresh. */
 static void slot_run(struct hook_slot *s) {
         struct hooks *h = s->hooks;
+        struct spawn_options o;
         struct hook_env env;
         const char *command;
-        int r;
+        int p[2], r;
 
         assert(s->pid == 0);
         command = hook_command(h, s->account, s->kind);
@@ -455,28 +512,46 @@ static void slot_run(struct hook_slot *s) {
                 return;
         }
         log_debug("%srunning %s hook (%u new): %s", s->prefix, hook_keys[s->kind], s->count, command);
-        r = hook_spawn(command, env.envp, &s->pid);
+
+        s->err_len = 0;
+        s->err_total = 0;
+        r = spawn_pipe(p);
+        if (r >= 0) {
+                r = sd_event_add_io(h->event, &s->err_source, p[0], EPOLLIN, on_stderr, s);
+                if (r < 0) {
+                        close(p[0]);
+                        close(p[1]);
+                }
+        }
+        if (r >= 0) {
+                (void) sd_event_source_set_io_fd_own(s->err_source, true);
+                (void) sd_event_source_set_description(s->err_source, "hook-stderr");
+                o = (struct spawn_options) {
+                        .command = command,
+                        .envp = env.envp,
+                        .stdin_fd = -1,
+                        .stdout_fd = fcntl(STDERR_FILENO, F_GETFD) >= 0 ? STDERR_FILENO : -1,
+                        .stderr_fd = p[1],
+                };
+                r = spawn_shell(&o, &s->pid, &s->pidfd);
+                close(p[1]); /* ours, so that EOF comes when the child's is closed */
+        }
         hook_env_done(&env);
         slot_clear_collected(s);
+        if (r == -ESRCH) {
+                /* already reaped by someone else (SIGCHLD ignored?): its
+                 * pid may be recycled, never signal it */
+                log_internal(LOG_ERR, 0, s->prefix, "%s hook: its exit status is lost (is SIGCHLD ignored?)",
+                             hook_keys[s->kind]);
+                slot_run_ended(s);
+                return;
+        }
         if (r < 0) {
-                s->pid = 0;
+                s->err_source = sd_event_source_disable_unref(s->err_source);
                 log_internal(LOG_ERR, r, s->prefix, "%s hook failed: cannot start /bin/sh: %m", hook_keys[s->kind]);
                 return;
         }
 
-        s->pidfd = (int) syscall(SYS_pidfd_open, s->pid, 0);
-        if (s->pidfd < 0) {
-                r = -errno;
-                if (r == -ESRCH) {
-                        /* already reaped by someone else (SIGCHLD ignored?):
-                         * its pid may be recycled, never signal it */
-                        log_internal(LOG_ERR, 0, s->prefix, "%s hook: its exit status is lost (is SIGCHLD ignored?)",
-                                     hook_keys[s->kind]);
-                        slot_run_ended(s);
-                        return;
-                }
-                goto fail;
-        }
         r = sd_event_add_io(h->event, &s->child_source, s->pidfd, EPOLLIN, on_child, s);
         if (r < 0)
                 goto fail;
@@ -492,9 +567,7 @@ fail:
         /* not watchable: do not leave it running unwatched */
         log_internal(LOG_ERR, r, s->prefix, "%s hook: cannot watch process %d (%m), killing it", hook_keys[s->kind],
                      (int) s->pid);
-        (void) kill(-s->pid, SIGKILL);
-        while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
-                ;
+        spawn_kill_and_reap(s->pid, s->pidfd);
         s->due = false;
         slot_run_ended(s);
 }

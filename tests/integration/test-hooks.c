@@ -305,6 +305,112 @@ START_TEST(test_failing_hook) {
 }
 END_TEST
 
+/* Starts the daemon with $JOURNAL_STREAM naming its log, so that every line
+ * starts with its priority: <3> error, <6> info. */
+static void start_daemon_journal(void) {
+        static char env_stream[64];
+        static const char *env[] = { env_stream, NULL };
+        struct stat st;
+
+        ck_assert_int_eq(write_text_file(d.log_path, ""), 0);
+        ck_assert_int_eq(stat(d.log_path, &st), 0);
+        snprintf(env_stream, sizeof(env_stream), "JOURNAL_STREAM=%llu:%llu", (unsigned long long) st.st_dev,
+                 (unsigned long long) st.st_ino);
+        start_daemon(env);
+}
+
+/* The log line that contains needle, as a copy (static buffer); fails if
+ * there is not exactly one. */
+static const char *the_line_with(const char *needle) {
+        static char line[8192];
+        const char *log = daemon_runner_log(&d), *p, *start, *end;
+        unsigned n = 0;
+
+        for (p = log; (p = strstr(p, needle)); p++) {
+                if (n++ > 0)
+                        continue;
+                for (start = p; start > log && start[-1] != '\n'; start--)
+                        ;
+                end = strchrnul(p, '\n');
+                snprintf(line, sizeof(line), "%.*s", (int) (end - start), start);
+        }
+        ck_assert_msg(n == 1, "%u lines with \"%s\"; log:\n%s", n, needle, log);
+        return line;
+}
+
+/* A failing hook's stderr is part of its error line. */
+START_TEST(test_failing_hook_stderr) {
+        const char *line;
+
+        write_config("on_new_mail = echo \"boom: mailbox 'Archive' is full\" >&2; exit 3\n"
+                     "hook_debounce = 200ms\n");
+        start_daemon_journal();
+        deliver("a@example.org", "one");
+        wait_log("on_new_mail hook failed", 1, 15000);
+        line = the_line_with("on_new_mail hook failed");
+        ck_assert_str_eq(line, "<3>main/INBOX: on_new_mail hook failed (exit status 3): "
+                               "boom: mailbox 'Archive' is full");
+        /* in that line only (the debug line with the command ends in "exit 3") */
+        ck_assert_uint_eq(daemon_runner_count(&d, "boom: mailbox 'Archive' is full\n"), 1);
+}
+END_TEST
+
+/* A successful hook's stderr is logged line by line at info level; a flood
+ * of stderr is cut to its end and folded into the one failure line. */
+START_TEST(test_hook_stderr_success_and_flood) {
+        const char *line, *detail;
+
+        /* backslashes doubled for the config file's escapes */
+        write_config("on_new_mail = printf 'note: first\\\\n\\\\033[1mnote: second\\\\n' >&2\n"
+                     "on_change = head -c 3000000 /dev/zero | tr '\\\\0' x >&2; "
+                     "printf '\\\\nlast\\\\tline\\\\n\\\\n  really last\\\\n' >&2; exit 1\n"
+                     "hook_debounce = 500ms\n");
+        start_daemon_journal();
+        deliver("a@example.org", "one");
+        wait_log("on_change hook failed", 1, 15000);
+        wait_log("hook: [1mnote: second", 1, 15000);
+        /* the escape character dropped */
+        ck_assert_str_eq(the_line_with("hook: note: first"), "<6>main/INBOX: on_new_mail hook: note: first");
+        ck_assert_str_eq(the_line_with("hook: [1mnote: second"), "<6>main/INBOX: on_new_mail hook: [1mnote: second");
+        ck_assert_ptr_null(strstr(daemon_runner_log(&d), "on_new_mail hook failed"));
+
+        line = the_line_with("on_change hook failed");
+        ck_assert_msg(strncmp(line, "<3>main/INBOX: on_change hook failed (exit status 1): ...xxx", 59) == 0, "%s",
+                      line);
+        detail = line + strlen("<3>main/INBOX: on_change hook failed (exit status 1): ");
+        ck_assert_msg(strlen(detail) <= 1024 && strlen(detail) >= 900, "%zu bytes", strlen(detail));
+        ck_assert_str_eq(detail + strlen(detail) - strlen("xxx / lastline / really last"),
+                         "xxx / lastline / really last");
+        /* megabytes in, a line out */
+        ck_assert_uint_lt(strlen(daemon_runner_log(&d)), 100000);
+        ck_assert_int_eq(kill(d.pid, 0), 0);
+}
+END_TEST
+
+/* A background process of the hook keeps its stderr: after the hook has
+ * ended, what it writes there is read and dropped, it does not die of
+ * SIGPIPE. */
+START_TEST(test_hook_background_stderr) {
+        char hooks[PATH_MAX * 2];
+
+        snprintf(hooks, sizeof(hooks),
+                 "on_new_mail = (sleep 1; echo late >&2; touch '%s/late-done') & echo early >&2\n"
+                 "hook_debounce = 200ms\n",
+                 out_dir);
+        write_config(hooks);
+        start_daemon(NULL);
+        deliver("a@example.org", "one");
+        wait_log("main/INBOX: on_new_mail hook: early", 1, 15000);
+        for (unsigned waited = 0; !file_exists("late-done"); waited += 50) {
+                ck_assert_msg(waited < 5000, "the background process did not finish; log:\n%s",
+                              daemon_runner_log(&d));
+                usleep(50 * 1000);
+        }
+        ck_assert_ptr_null(strstr(daemon_runner_log(&d), "hook: late"));
+        ck_assert_ptr_null(strstr(daemon_runner_log(&d), "hook failed"));
+}
+END_TEST
+
 /* A hook that hangs is stopped (process group) with a warning. */
 START_TEST(test_hanging_hook_killed) {
         static const char *const env[] = { "IMAPIDLED_HOOK_TIMEOUT_MS=700", NULL };
@@ -315,7 +421,7 @@ START_TEST(test_hanging_hook_killed) {
         start_daemon(env);
         deliver("a@example.org", "one");
         wait_log("on_new_mail hook still running after 700 ms", 1, 15000);
-        wait_log("main/INBOX: on_new_mail hook failed (killed by signal SIGTERM) after timing out", 1, 5000);
+        wait_log("main/INBOX: on_new_mail hook failed (killed by signal TERM) after timing out", 1, 5000);
         /* and it runs again for the next mail */
         deliver("a@example.org", "two");
         wait_log("on_new_mail hook still running after 700 ms", 2, 15000);
@@ -365,6 +471,9 @@ int main(void) {
         tcase_add_test(tc, test_single_decoded_and_inert);
         tcase_add_test(tc, test_no_overlap);
         tcase_add_test(tc, test_failing_hook);
+        tcase_add_test(tc, test_failing_hook_stderr);
+        tcase_add_test(tc, test_hook_stderr_success_and_flood);
+        tcase_add_test(tc, test_hook_background_stderr);
         tcase_add_test(tc, test_hanging_hook_killed);
         tcase_add_test(tc, test_on_change_flags);
         suite_add_tcase(s, tc);
