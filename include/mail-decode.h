@@ -12,7 +12,7 @@
 
 #include "imap-parser.h"
 
-#define MAIL_TEXT_MAX 512       /* bytes of a decoded subject or name we keep */
+#define MAIL_TEXT_MAX 1024      /* bytes of a decoded subject or name we keep */
 
 /* Decodes header text (a Subject, a display name) into a malloc'ed UTF-8
  * string of at most max_bytes. Never fails except on OOM (-ENOMEM). */
