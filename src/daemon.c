@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "hooks.h"
 #include "log.h"
 #include "net-monitor.h"
+#include "notifier.h"
 #include "sleep-monitor.h"
 #include "state-store.h"
 
@@ -41,6 +43,7 @@ struct daemon {
         struct net_monitor *net;
         struct bus *bus;                        /* NULL until daemon_run */
         struct hooks *hooks;
+        struct notifier *notifier;
         sd_event_source *status_defer;
         sd_event_source *stop_timer;
         char last_status[256];
@@ -283,6 +286,7 @@ static int reload_config(struct daemon *d, char **ret_errors) {
         d->accounts = next;
         d->n_accounts = n;
         hooks_set_config(d->hooks, c);
+        notifier_set_config(d->notifier, c);
         config_free(d->config);
         d->config = c;
         status_changed(d);
@@ -403,8 +407,40 @@ void daemon_set_paused(struct daemon *d, bool paused) {
         if (d->paused == paused)
                 return;
         d->paused = paused;
+        notifier_set_paused(d->notifier, paused);
         log_info("%s", paused ? "paused: no notifications pop up until resumed" : "resumed: notifications pop up again");
         bus_changed(d->bus);
+}
+
+/* ---- notifications ------------------------------------------------------- */
+
+static void on_mark_seen_done(int r, const char *message, void *userdata) {
+        char *what = userdata;
+
+        if (r < 0)
+                log_error_errno(r, "%s: \"Mark as read\" failed: %s", what, message ? message : "unknown error");
+        else
+                log_info("%s: marked as read from its notification", what);
+        free(what);
+}
+
+/* "Mark as read" on a popup: the same path as the MarkSeen method */
+static void on_mark_seen(const char *account, const char *mailbox, uint32_t uid, void *userdata) {
+        struct daemon *d = userdata;
+        struct account *a = daemon_find_account(d, account);
+        char *what;
+        int r;
+
+        if (asprintf(&what, "%s/%s UID %" PRIu32, account, mailbox, uid) < 0) {
+                log_oom();
+                return;
+        }
+        r = a ? account_mark_seen(a, mailbox, uid, on_mark_seen_done, what) : -ENOENT;
+        if (r < 0) {
+                log_error_errno(r, "%s: cannot mark as read: %s", what,
+                                r == -ENOENT ? "the account or mailbox is no longer configured" : strerror(-r));
+                free(what);
+        }
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -478,6 +514,12 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret) {
         if (r < 0)
                 goto fail;
 
+        r = notifier_new(d->event, d->config, on_mark_seen, d, &d->notifier);
+        if (r >= 0)
+                r = daemon_add_sink(d, notifier_sink(d->notifier));
+        if (r < 0)
+                goto fail;
+
         r = sleep_monitor_new(d->event, on_sleep, d, &d->sleep);
         if (r < 0)
                 goto fail;
@@ -502,6 +544,7 @@ struct daemon *daemon_free(struct daemon *d) {
         /* after the accounts: nothing publishes to its sink any more */
         bus_free(d->bus);
         hooks_free(d->hooks);
+        notifier_free(d->notifier);
         sleep_monitor_free(d->sleep);
         net_monitor_free(d->net);
         sd_event_source_disable_unref(d->status_defer);
