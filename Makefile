@@ -96,7 +96,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS  := -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined
 
-.PHONY: all deps check check-build check-unit check-integration check-fuzz-smoke check-data check-install \
+.PHONY: all deps screenshot check check-build check-unit check-integration check-fuzz-smoke check-data check-install \
         demo demo-core fuzz fuzz-build install uninstall clean FORCE
 
 all: $(CORE_LIB) $(ENGINE_LIB) $(BINS) $(DEMO_BIN) $(HELPER_BINS) $(DATA_FILES)
@@ -225,6 +225,12 @@ demo: deps
 	@IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) scripts/demo.sh
 
 # the protocol core alone, without the daemon
+# docs/notification.png: real popups (dunst under Xvfb) for the README
+screenshot: deps
+	@$(MAKE) --no-print-directory $(BINS) $(HELPER_BINS) $(B)/test-notify
+	CK_RUN_CASE=screenshot IMAPIDLED_SCREENSHOT=$(CURDIR)/$(B)/screen.png $(B)/test-notify
+	$$(command -v convert-im6.q16 || echo convert) $(B)/screen.png -crop 460x128+564+0 +repage docs/notification.png
+
 demo-core: deps
 	@$(MAKE) --no-print-directory $(DEMO_BIN) $(HELPER_BINS)
 	IMAPIDLED_SRCDIR=$(CURDIR) IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) $(DEMO_BIN)
