@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# make demo: a throwaway Dovecot and session bus, a config for them, the real
-# daemon, three deliveries, and what came of them: NewMail signals on the
-# bus, imapidlectl's view, the daemon's log. Cleans up after itself.
+# make demo: a throwaway Dovecot and session bus with a real notification
+# server (dunst under Xvfb), a config for them, the real daemon, three
+# deliveries, and what came of them: NewMail signals and the popups' Notify
+# calls on the bus, imapidlectl's view, the daemon's log, a screenshot.
+# Cleans up after itself (the screenshot stays in the build directory).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,8 +23,8 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir "$dir/h"
-echo "== starting a throwaway Dovecot (tests/harness/harness.sh)"
-eval "$("$harness" start "$dir/h" --owner $$ --dbus)"
+echo "== starting a throwaway Dovecot, session bus and dunst on Xvfb (tests/harness/harness.sh)"
+eval "$("$harness" start "$dir/h" --owner $$ --notify)"
 export DBUS_SESSION_BUS_ADDRESS
 "$harness" mkbox "$dir/h" user1 "Lists/linux" >/dev/null
 
@@ -50,9 +52,12 @@ IMAPIDLED_STATE_DIR=$dir/state "$build/imapidled" --config "$dir/config" >"$dir/
 daemon_pid=$!
 for _ in $(seq 100); do grep -q "first sync" "$dir/log" 2>/dev/null && break; sleep 0.1; done
 sleep 1
-echo "== listening on the bus: dbus-monitor (NewMail) and imapidlectl watch"
+echo "== listening on the bus: dbus-monitor (NewMail, Notify) and imapidlectl watch"
 dbus-monitor --address "$DBUS_SESSION_BUS_ADDRESS" \
 	"type='signal',interface='org.imapidled.Daemon1.Manager',member='NewMail'" >"$dir/signals" 2>&1 &
+watchers+=($!)
+dbus-monitor --address "$DBUS_SESSION_BUS_ADDRESS" \
+	"type='method_call',interface='org.freedesktop.Notifications',member='Notify'" >"$dir/popups" 2>&1 &
 watchers+=($!)
 "$build/imapidlectl" watch --format waybar >"$dir/watch" 2>&1 &
 watchers+=($!)
@@ -70,6 +75,9 @@ for _ in $(seq 100); do [[ $(grep -c "new mail in" "$dir/log") -ge 3 ]] && break
 sleep 0.5
 echo "== NewMail signals seen by dbus-monitor"
 grep -A5 'member=NewMail' "$dir/signals" | grep -E 'string|uint32' | sed 's/^/   /' | head -20
+echo "== Notify calls to the notification server (app, replaces id, icon, summary, body; the body escaped)"
+grep -A5 'member=Notify' "$dir/popups" | grep -E '^ +(string|uint32)' | sed 's/^ */   /' | paste -d' ' - - - - - | head -6
+"$harness" screenshot "$dir/h" "$build/demo-popups.png" && echo "   screenshot of the popups: $build/demo-popups.png"
 echo "== imapidlectl watch --format waybar (one line per change)"
 sed 's/^/   /' "$dir/watch" | tail -4
 echo "== imapidlectl status"
