@@ -90,8 +90,8 @@ BINS        := $(B)/imapidled $(B)/imapidlectl
 # The user unit and the D-Bus activation file, generated from their .in templates.
 DATA_FILES  := $(B)/imapidled.service $(B)/org.imapidled.Daemon1.service
 
-FUZZ_SRCS   := $(sort $(wildcard fuzz/fuzz-*.c))
-FUZZ_BINS   := $(FUZZ_SRCS:fuzz/%.c=$(B)/fuzz/%)
+FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz-*.c))
+FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS  := -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined
@@ -157,7 +157,7 @@ $(DEMO_BIN): $(B)/tests/support/imap-idle-demo.o $(filter-out %/notify-monitor.o
 $(B)/free-port: $(B)/tests/support/free-port.o
 	$(CC) $(LDFLAGS) -o $@ $^
 
-$(B)/fuzz/%: fuzz/%.c $(CORE_SRCS)
+$(B)/fuzz/%: tests/fuzz/%.c $(CORE_SRCS)
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
 
@@ -213,7 +213,7 @@ fuzz: $(FUZZ_BINS)
 		mkdir -p $(B)/fuzz/corpus-$$name; \
 		echo "== $$f ($(FUZZ_SECONDS)s)"; \
 		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=1024 \
-			-print_final_stats=1 $(B)/fuzz/corpus-$$name fuzz/corpus/$$name 2>$(B)/fuzz/$$name.log \
+			-print_final_stats=1 $(B)/fuzz/corpus-$$name tests/fuzz/corpus/$$name 2>$(B)/fuzz/$$name.log \
 			|| { tail -n 60 $(B)/fuzz/$$name.log; exit 1; }; \
 		grep -E '^stat::(number_of_executed_units|new_units_added)' $(B)/fuzz/$$name.log; \
 	done
