@@ -291,6 +291,55 @@ START_TEST(test_multi_connection) {
 }
 END_TEST
 
+/* FAKE_REPEAT: every connection gets the script again; a client that goes
+ * away mid-script (a failing step) does not end it either. */
+START_TEST(test_repeat) {
+        static const struct fake_step script[] = {
+                FAKE_SEND_STR("* OK hello\r\n"),
+                FAKE_EXPECT_LINE("%t NOOP"),
+                FAKE_SEND_STR("%t OK\r\n"),
+                FAKE_STEP(FAKE_REPEAT),
+        };
+        struct fake_server *f = START(script);
+        long deadline;
+        int fd;
+
+        for (int i = 0; i < 3; i++) {
+                char cmd[32], ok[32];
+
+                fd = client_connect(f);
+                client_expect_line(fd, "* OK hello");
+                snprintf(cmd, sizeof(cmd), "c%d NOOP\r\n", i);
+                snprintf(ok, sizeof(ok), "c%d OK", i);
+                client_puts(fd, cmd);
+                client_expect_line(fd, ok);
+                client_expect_eof(fd);
+                close(fd);
+        }
+        /* gone before the EXPECT: an error is kept, the next one is served */
+        fd = client_connect(f);
+        client_expect_line(fd, "* OK hello");
+        close(fd);
+        fd = client_connect(f);
+        client_expect_line(fd, "* OK hello");
+        client_puts(fd, "d1 NOOP\r\n");
+        client_expect_line(fd, "d1 OK");
+        close(fd);
+
+        deadline = now_ms() + IO_TIMEOUT_MS;
+        while (fake_server_reached(f, 0) < 6 && now_ms() < deadline)
+                usleep(10 * 1000);
+        ck_assert_uint_eq(fake_server_connections(f), 5);
+        ck_assert_uint_eq(fake_server_reached(f, 2), 4);
+        ck_assert_uint_eq(fake_server_reached(f, 3), 4);
+        ck_assert_uint_eq(fake_server_reached(f, 0), 6);      /* waiting for the 6th */
+        ck_assert_uint_eq(fake_server_reached(f, 99), 0);
+        ck_assert_msg(strstr(fake_server_error(f), "step 1 (EXPECT)"), "%s", fake_server_error(f));
+        ck_assert_int_eq(fake_server_wait(f, 10), -ETIMEDOUT);
+        fake_server_free(f);
+}
+END_TEST
+
 START_TEST(test_flood_1mb) {
         static const size_t size = 1024 * 1024;
         static const struct fake_step script[] = {
@@ -651,6 +700,7 @@ static Suite *fake_server_suite(void) {
         tcase_add_test(tc, test_mismatch);
         tcase_add_test(tc, test_bare_lf_and_controls);
         tcase_add_test(tc, test_multi_connection);
+        tcase_add_test(tc, test_repeat);
         tcase_add_test(tc, test_transcript);
         tcase_add_test(tc, test_send_tag_without_capture);
         tcase_add_test(tc, test_bad_scripts);

@@ -29,12 +29,13 @@ static const char *const op_names[] = {
         [FAKE_SEND] = "SEND",     [FAKE_EXPECT] = "EXPECT",   [FAKE_SLEEP] = "SLEEP",
         [FAKE_CLOSE] = "CLOSE",   [FAKE_RESET] = "RESET",     [FAKE_WAIT_EOF] = "WAIT_EOF",
         [FAKE_ACCEPT] = "ACCEPT", [FAKE_DRIBBLE] = "DRIBBLE", [FAKE_STALL] = "STALL",
-        [FAKE_FLOOD] = "FLOOD",
+        [FAKE_FLOOD] = "FLOOD",   [FAKE_REPEAT] = "REPEAT",
 };
 
 struct fake_server {
         struct fake_step *steps;        /* data copied, owned */
         size_t n_steps;
+        bool repeat;                    /* the script has a FAKE_REPEAT step */
         int listen_fd;
         int stop_pipe[2];
         int port;
@@ -49,6 +50,7 @@ struct fake_server {
         int result;
         size_t step;                    /* the step running, for messages */
         unsigned connections;
+        unsigned *reached;              /* per step: times started */
         char error[2048];
         char *transcript;
         size_t transcript_len, transcript_cap;
@@ -630,7 +632,7 @@ static void run_reset(struct fake_server *f) {
 /* ---- the thread ---------------------------------------------------------------- */
 
 static bool ends_connection(enum fake_op op) {
-        return op == FAKE_CLOSE || op == FAKE_RESET || op == FAKE_WAIT_EOF || op == FAKE_STALL;
+        return op == FAKE_CLOSE || op == FAKE_RESET || op == FAKE_WAIT_EOF || op == FAKE_STALL || op == FAKE_REPEAT;
 }
 
 static int run_step(struct fake_server *f, size_t i) {
@@ -661,6 +663,7 @@ static int run_step(struct fake_server *f, size_t i) {
         case FAKE_EXPECT:
                 return run_expect(f, i);
         case FAKE_CLOSE:
+        case FAKE_REPEAT:
                 run_close(f);
                 return 0;
         case FAKE_RESET:
@@ -694,12 +697,18 @@ static void *thread_main(void *userdata) {
         for (size_t i = 0; i < f->n_steps; i++) {
                 pthread_mutex_lock(&f->lock);
                 f->step = i;
+                f->reached[i]++;
                 pthread_mutex_unlock(&f->lock);
                 r = run_step(f, i);
-                if (r < 0) {
+                if (r < 0 && (!f->repeat || r == -ECANCELED)) {
                         close_conn(f);
                         finish(f, r);
                         return NULL;
+                }
+                if (f->repeat && (r < 0 || f->steps[i].op == FAKE_REPEAT)) {
+                        /* the next connection plays the script from the start */
+                        close_conn(f);
+                        i = (size_t) -1;
                 }
         }
         pthread_mutex_lock(&f->lock);
@@ -741,6 +750,9 @@ struct fake_server *fake_server_start(const struct fake_step *script, size_t n_s
         if (!f->steps)
                 goto fail;
         f->n_steps = n_steps;
+        f->reached = calloc(n_steps ? n_steps : 1, sizeof(unsigned));
+        if (!f->reached)
+                goto fail;
         for (size_t i = 0; i < n_steps; i++) {
                 struct fake_step *s = &f->steps[i];
                 size_t len;
@@ -753,6 +765,8 @@ struct fake_server *fake_server_start(const struct fake_step *script, size_t n_s
                 }
                 *s = script[i];
                 s->data = NULL;
+                if (s->op == FAKE_REPEAT)
+                        f->repeat = true;
                 if (!script[i].data)
                         continue;
                 /* FLOOD: data is a NUL-terminated pattern, len the total */
@@ -873,6 +887,16 @@ unsigned fake_server_connections(struct fake_server *f) {
         return n;
 }
 
+unsigned fake_server_reached(struct fake_server *f, size_t step) {
+        unsigned n = 0;
+
+        pthread_mutex_lock(&f->lock);
+        if (step < f->n_steps)
+                n = f->reached[step];
+        pthread_mutex_unlock(&f->lock);
+        return n;
+}
+
 struct fake_server *fake_server_free(struct fake_server *f) {
         if (!f)
                 return NULL;
@@ -893,6 +917,7 @@ struct fake_server *fake_server_free(struct fake_server *f) {
         for (size_t i = 0; i < f->n_steps; i++)
                 free((char *) f->steps[i].data);
         free(f->steps);
+        free(f->reached);
         free(f->in);
         free(f->transcript);
         free(f->snapshot);

@@ -33,6 +33,17 @@
  * last connection has already ended (the client may be gone before the
  * script gets there); before the first connection they accept one too.
  *
+ * Repeating scripts: a script with a FAKE_REPEAT step serves every
+ * connection, one after the other, until fake_server_free(): FAKE_REPEAT
+ * closes the connection and plays the script again from step 0 (whose first
+ * step then accepts the next connection). In such a script a failing step
+ * does not end it either: the error is kept (fake_server_error() keeps the
+ * first), the connection is closed and the script starts again at step 0.
+ * This is for hostile-server tests, where the client is expected to go away
+ * in the middle of a step and to come back; fake_server_reached() tells how
+ * far each connection got. fake_server_wait() on such a script returns
+ * -ETIMEDOUT.
+ *
  * Every blocking wait has a timeout: the step's msec, or
  * FAKE_SERVER_TIMEOUT_MS when that is 0. SIGPIPE is never raised
  * (MSG_NOSIGNAL). Set FAKE_SERVER_TRACE=1 in the environment to see the
@@ -79,6 +90,9 @@ enum fake_op {
          * "the client must give up on this line" tests. Fails if the client
          * is still reading after msec (0: the default timeout) of flooding. */
         FAKE_FLOOD,
+        /* Closes the connection (as FAKE_CLOSE) and starts the script again
+         * at step 0 for the next connection; see "Repeating scripts". */
+        FAKE_REPEAT,
 };
 
 struct fake_step {
@@ -133,6 +147,10 @@ size_t fake_server_transcript_len(const struct fake_server *f);
 
 /* Connections accepted so far. */
 unsigned fake_server_connections(struct fake_server *f);
+
+/* How many times step has been started so far (over all connections of a
+ * repeating script); 0 for a step out of range. */
+unsigned fake_server_reached(struct fake_server *f, size_t step);
 
 /* Stops the thread wherever it is (a pipe wakes its poll()), joins it and
  * closes every socket. Accepts NULL; returns NULL. */
