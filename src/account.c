@@ -71,6 +71,7 @@ struct account {
         unsigned batch_waiting;         /* a batch_done came while messages were pending */
 
         uint64_t secret_timeout_usec;
+        uint64_t auth_backoff_min_usec;         /* 0: the session's default */
         struct marker *markers;
         void (*stop_done)(struct account *a, void *userdata);
         void *stop_userdata;
@@ -236,6 +237,7 @@ static struct imap_session_config session_config(const struct account *a, const 
                 .mailboxes = names,
                 .n_mailboxes = n,
                 .idle_refresh_usec = a->cfg->idle_refresh_usec,
+                .auth_backoff_min_usec = a->auth_backoff_min_usec,
                 .trace = a->env.trace,
         };
 }
@@ -544,6 +546,10 @@ int account_new(const struct account_env *env, const struct config_account *cfg,
         /* $IMAPIDLED_SECRET_TIMEOUT_MS: for tests of a hanging password_command */
         const char *t = getenv("IMAPIDLED_SECRET_TIMEOUT_MS");
         a->secret_timeout_usec = t && atoi(t) > 0 ? (uint64_t) atoi(t) * 1000 : SECRET_TIMEOUT_USEC;
+        /* $IMAPIDLED_AUTH_BACKOFF_MIN_MS: for tests that watch the retries after
+         * a failed login grow without waiting minutes (the default is 60 s) */
+        t = getenv("IMAPIDLED_AUTH_BACKOFF_MIN_MS");
+        a->auth_backoff_min_usec = t && atoi(t) > 0 ? (uint64_t) atoi(t) * 1000 : 0;
         a->cfg = config_account_dup(cfg);
         if (!a->cfg || asprintf(&a->log_prefix, "%s: ", cfg->id) < 0) {
                 a->log_prefix = NULL;
