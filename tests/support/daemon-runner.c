@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -70,9 +71,10 @@ void daemon_runner_done(struct daemon_runner *r) {
 int daemon_runner_start(struct daemon_runner *r, const char *const *args, const char *const *env, bool watchdog) {
         const char *b = getenv("IMAPIDLED_BUILDDIR");
         char exe[PATH_MAX];
-        pid_t pid;
+        pid_t pid, parent;
 
         snprintf(exe, sizeof(exe), "%s/imapidled", b ? b : "build");
+        parent = getpid();
         pid = fork();
         if (pid < 0)
                 return -errno;
@@ -83,6 +85,10 @@ int daemon_runner_start(struct daemon_runner *r, const char *const *args, const 
                 sigset_t none;
 
                 if (fd < 0)
+                        _exit(127);
+                /* A failed Check assertion ends the test process at once,
+                 * without teardown: the daemon must not outlive it. */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
                         _exit(127);
                 dup2(fd, STDERR_FILENO);
                 dup2(fd, STDOUT_FILENO);
