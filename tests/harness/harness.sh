@@ -4,7 +4,7 @@
 # implementation of the harness; tests/harness/harness.c only runs it.
 #
 #   harness.sh start DIR [--owner PID] [--remove-on-owner-exit] [--dbus] [--notify]
-#                        [--users N] [--listen ADDR]...
+#                        [--users N] [--listen ADDR]... [--hibernate SECONDS] [--scale]
 #   harness.sh stop DIR [--remove]
 #   harness.sh deliver DIR USER MAILBOX            < message
 #   harness.sh mail DIR USER MAILBOX FROM SUBJECT [BODY]
@@ -24,9 +24,21 @@
 # LISTEN per --listen, DIR); readers ignore keys they do not know. Everything lives under DIR, so harnesses run in parallel do not
 # collide; ports come from build/free-port, never fixed ones.
 #
-# Users are user1..userN with password pass-userI. As root each user has its own
-# uid (Dovecot refuses root mail processes, and inotify allows only 128 instances
-# per uid); otherwise Dovecot runs rootless and every user is the caller.
+# Users are user1..userN (N 1..2000, default 4) with password pass-userI. As root
+# each user has its own uid (Dovecot refuses root mail processes, and inotify
+# allows only 128 instances per uid: an IDLE session beyond that silently falls
+# back to polling every 30 s); otherwise Dovecot runs rootless and every user is
+# the caller.
+#
+# --hibernate SECONDS: imap_hibernate_timeout. An IDLE session with nothing to
+# say for that long moves to the imap-hibernate process (its imap process
+# exits) and is woken without Dovecot's ~0.5 s notification batching. Off by
+# default, as in Dovecot.
+#
+# --scale: room for thousands of concurrent IDLE sessions (make bench): login
+# processes in high-performance mode (service_count = 0, each proxying many
+# TLS connections), process and client limits above 2,000 sessions. The
+# defaults give every login its own imap-login process, as Dovecot does.
 #
 # --listen ADDR: Dovecot also listens on ADDR (both ports), e.g. the root end of
 # a veth pair whose other end is in a test's network namespace; the server
@@ -218,6 +230,7 @@ gen_users() {
 
 write_dovecot_conf() {
 	local dir=$1 imap_port=$2 imaps_port=$3 identity first_uid addrs=127.0.0.1 a extra=''
+	local login_extra='' imap_limit=1000 imap_extra='' limits=''
 	for a in "${LISTEN[@]}"; do
 		addrs+=", $a"
 		# Not loopback: no credentials without TLS, as the daemon insists.
@@ -245,6 +258,36 @@ service imap-login {
 }
 service aggregator {
   chroot =
+}"
+	fi
+	if ((SCALE)); then
+		login_extra="
+  # High-performance mode: long-lived login processes, each proxying the TLS
+  # of many sessions, instead of one process per connection.
+  service_count = 0
+  process_min_avail = 2
+  client_limit = 2500
+  vsz_limit = 1G"
+		imap_limit=2500
+		# imap-hibernate holds every hibernated session in one process.
+		limits="
+default_client_limit = 5000"
+	fi
+	if ((HIBERNATE)); then
+		# The imap-hibernate process hands sessions back through imap-master
+		# (as the internal user); imap processes reach it through the group.
+		imap_extra="
+  unix_listener imap-master {
+    user = \$default_internal_user
+  }
+  extra_groups = \$default_internal_group"
+		extra+="
+imap_hibernate_timeout = ${HIBERNATE}s
+service imap-hibernate {
+  unix_listener imap-hibernate {
+    mode = 0660
+    group = \$default_internal_group
+  }
 }"
 	fi
 	cat >"$dir/dovecot.conf" <<EOF
@@ -275,11 +318,11 @@ service imap-login {
     port = $imaps_port
     ssl = yes
   }
-  process_limit = 1000
+  process_limit = 1000$login_extra
 }
 service imap {
-  process_limit = 1000
-}
+  process_limit = $imap_limit$imap_extra
+}$limits
 # Room for every login process above (Dovecot warns otherwise).
 service auth {
   client_limit = 2200
@@ -795,6 +838,7 @@ add_listen() {
 
 cmd_start() {
 	local dir='' owner='' dbus=0 notify=0 users=4 remove=0 attempt rc ports imap_port imaps_port a
+	HIBERNATE=0 SCALE=0
 	while (($#)); do
 		case $1 in
 		--owner) owner=${2-}; shift 2 || usage ;;
@@ -806,13 +850,19 @@ cmd_start() {
 		--users=*) users=${1#*=}; shift ;;
 		--listen) add_listen "${2-}"; shift 2 || usage ;;
 		--listen=*) add_listen "${1#*=}"; shift ;;
+		--hibernate) HIBERNATE=${2-}; shift 2 || usage ;;
+		--hibernate=*) HIBERNATE=${1#*=}; shift ;;
+		--scale) SCALE=1; shift ;;
 		-*) die "start: unknown option $1" ;;
 		*) [[ -z $dir ]] || usage; dir=$1; shift ;;
 		esac
 	done
 	[[ -n $dir ]] || usage
-	if ! [[ $users =~ ^[0-9]+$ ]] || ((users < 1 || users > 999)); then
-		die "--users must be 1..999"
+	if ! [[ $users =~ ^[0-9]+$ ]] || ((users < 1 || users > 2000)); then
+		die "--users must be 1..2000"
+	fi
+	if ! [[ $HIBERNATE =~ ^[0-9]+$ ]] || ((HIBERNATE > 3600)); then
+		die "--hibernate must be 0..3600 (seconds; 0: off)"
 	fi
 	[[ -z $owner || $owner =~ ^[0-9]+$ ]] || die "--owner needs a PID"
 	[[ -x $FREE_PORT ]] || die "$FREE_PORT missing: run 'make build/free-port' (or set IMAPIDLED_BUILDDIR)"
@@ -1281,7 +1331,19 @@ cmd_screenshot() {
 		fi
 	done
 	[[ -n $convert ]] || die "screenshot needs ImageMagick's convert (imagemagick)"
-	xwd -root -silent | "$convert" xwd:- "png:$png" || die "screenshot of $DISPLAY into $png failed"
+	# Seen once under heavy load: X_GetImage on the root failing with
+	# BadMatch while a popup was being mapped. It is transient: try again.
+	local attempt
+	for attempt in 1 2 3; do
+		if xwd -root -silent -out "$png.xwd" && "$convert" "xwd:$png.xwd" "png:$png"; then
+			rm -f "$png.xwd"
+			return 0
+		fi
+		echo "harness: screenshot attempt $attempt of $DISPLAY failed" >&2
+		sleep 0.3
+	done
+	rm -f "$png.xwd"
+	die "screenshot of $DISPLAY into $png failed"
 }
 
 # ---------------------------------------------------------------------------
