@@ -3,7 +3,7 @@
 #   make            build everything into build/
 #   make check      install missing Debian packages, build, run every test suite
 #   make demo       start a throwaway Dovecot and show the protocol core at work
-#   make fuzz       libFuzzer on the parser (FUZZ_SECONDS per target, default 60)
+#   make fuzz       libFuzzer on every target in tests/fuzz/ (FUZZ_SECONDS each, default 60)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make clean
 
@@ -90,11 +90,20 @@ BINS        := $(B)/imapidled $(B)/imapidlectl
 # The user unit and the D-Bus activation file, generated from their .in templates.
 DATA_FILES  := $(B)/imapidled.service $(B)/org.imapidled.Daemon1.service
 
+# libFuzzer: tests/fuzz/fuzz-NAME.c, seeds in tests/fuzz/corpus/NAME/, libFuzzer flags
+# (-max_len ...) in tests/fuzz/NAME.options, an optional tests/fuzz/NAME.dict. The code they
+# call is compiled again with clang, coverage and the sanitizers into $(B)/fuzz/obj/, apart
+# from the normal build; each target takes from that archive what it needs.
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz-*.c))
-FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
+FUZZ_NAMES  := $(FUZZ_SRCS:tests/fuzz/fuzz-%.c=%)
+FUZZ_BINS   := $(FUZZ_NAMES:%=$(B)/fuzz/fuzz-%)
 FUZZ_SECONDS ?= 60
-FUZZ_FLAGS  := -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-               -fno-sanitize-recover=undefined
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# the library is held to -Werror by the normal build already; clang only reports here
+FUZZ_CFLAGS := -std=gnu11 -g -O1 $(filter-out -Werror,$(WARNINGS)) $(FUZZ_SAN) $(PKG_CFLAGS)
+FUZZ_OBJS   := $(patsubst %.c,$(B)/fuzz/obj/%.o,$(CORE_SRCS) $(ENGINE_SRCS))
+FUZZ_LIB    := $(B)/fuzz/libimapidled-fuzz.a
 
 .PHONY: all deps screenshot check check-build check-unit check-integration check-fuzz-smoke check-data check-install \
         demo demo-core fuzz fuzz-build install uninstall clean FORCE
@@ -157,9 +166,17 @@ $(DEMO_BIN): $(B)/tests/support/imap-idle-demo.o $(filter-out %/notify-monitor.o
 $(B)/free-port: $(B)/tests/support/free-port.o
 	$(CC) $(LDFLAGS) -o $@ $^
 
-$(B)/fuzz/%: tests/fuzz/%.c $(CORE_SRCS)
+$(B)/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $(FUZZ_LIB)
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) $(WARNINGS) -fsanitize=fuzzer -MMD -MP -MT $@ -MF $@.d \
+		-o $@ $< $(FUZZ_LIB) $(PKG_LIBS)
 
 # Templates get the install paths. paths.stamp changes only when they do, so that
 # `make install PREFIX=/usr` after a plain `make` does not install /usr/local paths.
@@ -203,22 +220,22 @@ check-data: $(DATA_FILES)
 	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
 	echo "systemd-analyze verify --user $(B)/imapidled.service: ok"
 
-# A short fuzz run on every check; `make fuzz` runs longer.
+# A short fuzz run on every check; `make fuzz` runs longer. Each target starts from a copy
+# of its seeds in $(B)/fuzz/run/NAME/ (the checked-in corpus is not written to); any crash,
+# leak, timeout or out-of-memory fails. `make fuzz-merge` adds what a run found that covers
+# new code to tests/fuzz/corpus/ (minimised: review and commit it).
 check-fuzz-smoke: $(FUZZ_BINS)
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+	@tests/fuzz/run.sh run $(B) $(FUZZ_SMOKE_SECONDS) $(FUZZ_NAMES)
 
 fuzz: $(FUZZ_BINS)
-	@set -e; for f in $(FUZZ_BINS); do \
-		name=$${f##*/}; name=$${name#fuzz-}; \
-		mkdir -p $(B)/fuzz/corpus-$$name; \
-		echo "== $$f ($(FUZZ_SECONDS)s)"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=1024 \
-			-print_final_stats=1 $(B)/fuzz/corpus-$$name tests/fuzz/corpus/$$name 2>$(B)/fuzz/$$name.log \
-			|| { tail -n 60 $(B)/fuzz/$$name.log; exit 1; }; \
-		grep -E '^stat::(number_of_executed_units|new_units_added)' $(B)/fuzz/$$name.log; \
-	done
+	@tests/fuzz/run.sh run $(B) $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+fuzz-merge: $(FUZZ_BINS)
+	@tests/fuzz/run.sh merge $(B) 0 $(FUZZ_NAMES)
 
 fuzz-build: $(FUZZ_BINS)
+
+.PHONY: fuzz-merge
 
 demo: deps
 	@$(MAKE) --no-print-directory $(BINS) $(HELPER_BINS)
