@@ -278,17 +278,19 @@ int config_parse_duration(const char *s, uint64_t *ret_usec) {
         };
         uint64_t n = 0;
         const char *p = s;
+        bool overflow = false;
 
         if (!s || !(*p >= '0' && *p <= '9'))
                 return -EINVAL;
+        /* read every digit before deciding: junk after too many digits is junk */
         for (; *p >= '0' && *p <= '9'; p++) {
                 if (n > (UINT64_MAX - (uint64_t) (*p - '0')) / 10)
-                        return -ERANGE;
+                        overflow = true;
                 n = n * 10 + (uint64_t) (*p - '0');
         }
         for (size_t i = 0; i < ELEMENTSOF(units); i++)
                 if (strcmp(p, units[i].suffix) == 0) {
-                        if (n > UINT64_MAX / units[i].usec)
+                        if (overflow || n > UINT64_MAX / units[i].usec)
                                 return -ERANGE;
                         *ret_usec = n * units[i].usec;
                         return 0;

@@ -807,6 +807,9 @@ START_TEST(test_duration) {
                 { "18446744073709551ms", 0, UINT64_C(18446744073709551000) },
                 { "18446744073709552ms", -ERANGE, 0 },
                 { "18446744073709551", -ERANGE, 0 },
+                { "99999999999999999999h\xce", -EINVAL, 0 },    /* junk, however many digits (fuzz-config) */
+                { "99999999999999999999x", -EINVAL, 0 },
+                { "99999999999999999999ms", -ERANGE, 0 },
                 { "", -EINVAL, 0 },
                 { "s", -EINVAL, 0 },
                 { "-1", -EINVAL, 0 },
