@@ -159,6 +159,11 @@ int imap_session_reconnect(struct imap_session *s);
  * Mailboxes checked by polling are checked at once too. */
 int imap_session_check(struct imap_session *s, uint64_t timeout_usec);
 
+/* The network changed: reconnect at once when the connection's local
+ * address is gone (renumbered: it can never work again), else as
+ * imap_session_check(). */
+int imap_session_network_changed(struct imap_session *s, uint64_t timeout_usec);
+
 /* Answers need_secret. The secret is copied and wiped after use. */
 void imap_session_set_secret(struct imap_session *s, const char *secret);
 void imap_session_secret_failed(struct imap_session *s, const char *message);

@@ -100,6 +100,12 @@ bool conn_is_tls(const struct conn *c);
 bool conn_is_loopback(const struct conn *c);   /* the connected peer is 127.0.0.0/8 or ::1 */
 const char *conn_peer(const struct conn *c);    /* "127.0.0.1:993", "" before connect */
 
+/* After a network change: true if the connection's local address is no
+ * longer configured on any interface (the host was renumbered), so it can
+ * never work again. False while connecting, for loopback, or when it cannot
+ * tell. Asks the kernel (getifaddrs(), a local netlink dump). */
+bool conn_local_address_gone(const struct conn *c);
+
 /* Bytes the connection holds (TLS state, queues), for memory accounting. */
 size_t conn_memory(const struct conn *c);
 

@@ -72,6 +72,7 @@ struct account {
 
         uint64_t secret_timeout_usec;
         uint64_t auth_backoff_min_usec;         /* 0: the session's default */
+        uint64_t command_timeout_usec;  /* 0: the session's default */
         struct marker *markers;
         void (*stop_done)(struct account *a, void *userdata);
         void *stop_userdata;
@@ -238,6 +239,7 @@ static struct imap_session_config session_config(const struct account *a, const 
                 .n_mailboxes = n,
                 .idle_refresh_usec = a->cfg->idle_refresh_usec,
                 .auth_backoff_min_usec = a->auth_backoff_min_usec,
+                .command_timeout_usec = a->command_timeout_usec,
                 .trace = a->env.trace,
         };
 }
@@ -550,6 +552,10 @@ int account_new(const struct account_env *env, const struct config_account *cfg,
          * a failed login grow without waiting minutes (the default is 60 s) */
         t = getenv("IMAPIDLED_AUTH_BACKOFF_MIN_MS");
         a->auth_backoff_min_usec = t && atoi(t) > 0 ? (uint64_t) atoi(t) * 1000 : 0;
+        /* $IMAPIDLED_COMMAND_TIMEOUT_MS: for tests of servers that answer
+         * too slowly (a byte a second); unset: the session's 60 s */
+        t = getenv("IMAPIDLED_COMMAND_TIMEOUT_MS");
+        a->command_timeout_usec = t && atoi(t) > 0 ? (uint64_t) atoi(t) * 1000 : 0;
         a->cfg = config_account_dup(cfg);
         if (!a->cfg || asprintf(&a->log_prefix, "%s: ", cfg->id) < 0) {
                 a->log_prefix = NULL;
@@ -662,7 +668,7 @@ void account_network_changed(struct account *a) {
                 if (st == SESSION_BACKOFF || st == SESSION_CONNECTING)
                         imap_session_reconnect(s);
                 else if (st == SESSION_IDLE)
-                        imap_session_check(s, NETWORK_CHECK_TIMEOUT_USEC);
+                        imap_session_network_changed(s, NETWORK_CHECK_TIMEOUT_USEC);
         }
 }
 

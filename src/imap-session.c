@@ -989,6 +989,14 @@ int imap_session_check(struct imap_session *s, uint64_t timeout_usec) {
         return r;
 }
 
+int imap_session_network_changed(struct imap_session *s, uint64_t timeout_usec) {
+        if (s->state == SESSION_IDLE && s->conn && conn_local_address_gone(s->conn)) {
+                session_log(s, LOG_INFO, 0, "the local address of the connection is gone");
+                return imap_session_reconnect(s);
+        }
+        return imap_session_check(s, timeout_usec);
+}
+
 static int on_stop_timeout(sd_event_source *es, uint64_t usec, void *userdata) {
         struct imap_session *s = userdata;
 

@@ -38,6 +38,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1416,6 +1417,32 @@ const char *conn_peer(const struct conn *c) {
 
 int conn_fd(const struct conn *c) {
         return c ? c->fd : -1;
+}
+
+bool conn_local_address_gone(const struct conn *c) {
+        struct sockaddr_storage local = {};
+        socklen_t len = sizeof(local);
+        struct ifaddrs *ifs, *i;
+        bool found = false;
+
+        if (!c || c->fd < 0 || getsockname(c->fd, (struct sockaddr *) &local, &len) < 0)
+                return false;
+        if (local.ss_family != AF_INET && local.ss_family != AF_INET6)
+                return false;
+        if (getifaddrs(&ifs) < 0)
+                return false;
+        for (i = ifs; i && !found; i = i->ifa_next) {
+                if (!i->ifa_addr || i->ifa_addr->sa_family != local.ss_family)
+                        continue;
+                if (local.ss_family == AF_INET)
+                        found = ((struct sockaddr_in *) i->ifa_addr)->sin_addr.s_addr ==
+                                ((struct sockaddr_in *) &local)->sin_addr.s_addr;
+                else
+                        found = memcmp(&((struct sockaddr_in6 *) i->ifa_addr)->sin6_addr,
+                                       &((struct sockaddr_in6 *) &local)->sin6_addr, sizeof(struct in6_addr)) == 0;
+        }
+        freeifaddrs(ifs);
+        return !found;
 }
 
 size_t conn_memory(const struct conn *c) {
