@@ -154,7 +154,8 @@ struct conn {
         bool tls_up;                    /* handshake done, peer verified */
         bool pin_checked, pin_mismatch;
         int verify_error;               /* first X509_V_ERR_* the verify callback saw */
-        uint8_t seen_pin[PIN_LEN];
+        uint8_t seen_pin[PIN_LEN];      /* the leaf's SHA-256, when seen_pin_set */
+        bool seen_pin_set;
         uint32_t handshake_want, read_want, write_want;
 
         /* output queue, allocated while bytes are queued */
@@ -598,32 +599,75 @@ static void conn_schedule_read(struct conn *c) {
 
 /* ---- the one place that interprets SSL_get_error() ----------------------- */
 
+/* What the user can do about a certificate the verification rejected. */
+static const char *verify_advice(long v) {
+        switch (v) {
+        case X509_V_ERR_CERT_HAS_EXPIRED:
+        case X509_V_ERR_CERT_NOT_YET_VALID:
+        case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
+        case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD:
+                return "the server's certificate must be renewed, or this computer's clock is wrong";
+        case X509_V_ERR_HOSTNAME_MISMATCH:
+        case X509_V_ERR_IP_ADDRESS_MISMATCH:
+                return "set host to a name the certificate is issued for";
+        default:
+                return NULL;
+        }
+}
+
+static bool verify_unknown_issuer(long v) {
+        return v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT || v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+               v == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE || v == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+               v == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN;
+}
+
+/* Each message says what failed and what to do about it. */
 static void conn_verify_failure(struct conn *c, struct conn_failure *f) {
         char got[2 * PIN_LEN + 1], expected[2 * PIN_LEN + 1];
+        const char *advice;
         long v;
 
         if (c->pin_mismatch) {
                 failure_set(f, CONN_ERROR_TLS_VERIFY, -EPERM,
-                            "certificate fingerprint mismatch: got sha256:%s, expected sha256:%s",
+                            "certificate fingerprint mismatch: got sha256:%s, expected sha256:%s; if the server's "
+                            "certificate was replaced, check the new fingerprint and update tls_fingerprint",
                             hex_pin(c->seen_pin, got), hex_pin(c->pin, expected));
                 return;
         }
         v = c->verify_error != X509_V_OK ? c->verify_error : (c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK);
+        advice = verify_advice(v);
         if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH)
                 failure_set(f, CONN_ERROR_TLS_VERIFY, -EPERM,
-                            "TLS certificate verify failed: %s (the certificate is not valid for \"%s\")",
-                            X509_verify_cert_error_string(v), c->verify_name ? c->verify_name : c->host);
+                            "TLS certificate verify failed: %s (the certificate is not valid for \"%s\"); %s",
+                            X509_verify_cert_error_string(v), c->verify_name ? c->verify_name : c->host, advice);
+        else if (verify_unknown_issuer(v) && c->seen_pin_set)
+                failure_set(f, CONN_ERROR_TLS_VERIFY, -EPERM,
+                            "TLS certificate verify failed: %s; set ca_file to the CA that signed the server's "
+                            "certificate, or pin the certificate with tls_fingerprint = sha256:%s once its "
+                            "administrator has confirmed that fingerprint",
+                            X509_verify_cert_error_string(v), hex_pin(c->seen_pin, got));
         else if (v != X509_V_OK)
-                failure_set(f, CONN_ERROR_TLS_VERIFY, -EPERM, "TLS certificate verify failed: %s",
-                            X509_verify_cert_error_string(v));
+                failure_set(f, CONN_ERROR_TLS_VERIFY, -EPERM, "TLS certificate verify failed: %s%s%s",
+                            X509_verify_cert_error_string(v), advice ? "; " : "", advice ? advice : "");
         else
                 failure_set(f, CONN_ERROR_TLS_VERIFY, -EPERM, "TLS certificate verify failed");
 }
 
+/* A handshake that fails before any certificate was judged: most often TLS
+ * spoken to a port that does not (or the other way round). */
+static int conn_handshake_failure(struct conn *c, int r, const char *what, struct conn_failure *f) {
+        return failure_set(f, CONN_ERROR_TLS, r, "TLS handshake failed: %s; is port %u right for tls = %s%s?", what,
+                           (unsigned) c->port, c->starttls ? "starttls" : "implicit",
+                           c->starttls ? "" : " (usually 993)");
+}
+
 static int conn_eof(struct conn *c, const char *how, struct conn_failure *f) {
-        if (!c->tls_up && c->ssl)
-                return failure_set(f, CONN_ERROR_TLS, -ECONNRESET,
-                                   "TLS handshake failed: connection closed by peer%s", how);
+        char what[96];
+
+        if (!c->tls_up && c->ssl) {
+                snprintf(what, sizeof(what), "connection closed by peer%s", how);
+                return conn_handshake_failure(c, -ECONNRESET, what, f);
+        }
         return failure_set(f, CONN_ERROR_EOF, -ECONNRESET, "connection closed by peer%s", how);
 }
 
@@ -679,7 +723,7 @@ static int conn_ssl_result(struct conn *c, int ret, int errno_saved, uint32_t *r
         }
         openssl_error(err, sizeof(err));
         if (!c->tls_up)
-                return failure_set(f, CONN_ERROR_TLS, -EPROTO, "TLS handshake failed: %s", err);
+                return conn_handshake_failure(c, -EPROTO, err, f);
         return failure_set(f, CONN_ERROR_TLS, -EPROTO, "TLS error: %s", err);
 }
 
@@ -693,6 +737,13 @@ static int verify_callback(int ok, X509_STORE_CTX *store) {
                 return 0;
         if (!ok && c->verify_error == X509_V_OK)
                 c->verify_error = X509_STORE_CTX_get_error(store);
+        if (!ok && !c->have_pin && !c->seen_pin_set) {
+                /* for the message: the fingerprint a user could check and pin */
+                X509 *leaf = X509_STORE_CTX_get0_cert(store);
+                unsigned n = 0;
+
+                c->seen_pin_set = leaf && X509_digest(leaf, EVP_sha256(), c->seen_pin, &n) == 1 && n == PIN_LEN;
+        }
         if (!c->have_pin)
                 return ok;
 
@@ -757,7 +808,7 @@ static int conn_tls_begin(struct conn *c, struct conn_failure *f) {
         SSL_set_connect_state(c->ssl);
 
         c->verify_error = X509_V_OK;
-        c->pin_checked = c->pin_mismatch = false;
+        c->pin_checked = c->pin_mismatch = c->seen_pin_set = false;
         c->handshake_want = EPOLLOUT;
         c->state = CONN_HANDSHAKE;
 
