@@ -58,7 +58,8 @@
 #define WORKER_LINGER_USEC (5 * USEC_PER_SEC)
 #define FREE_FLUSH_TIMEOUT_USEC (5 * USEC_PER_SEC)
 
-#define DAMAGED_CONSEQUENCE "treating its mailboxes as new: their existing mail will be counted, not announced"
+#define DAMAGED_CONSEQUENCE "treating its mailboxes as new: their existing mail will be counted, not announced; " \
+        "the file is written anew at the next change (if this happens again, check the disk)"
 
 struct saved_callback {
         state_saved_fn fn;
@@ -1105,10 +1106,30 @@ static char *job_message(const struct state_store *s, const struct write_job *j)
         return r < 0 ? NULL : m;
 }
 
+/* What the user can do about a failed write to dir. */
+static const char *save_advice(int error, const char *dir, char *buf, size_t size) {
+        switch (-error) {
+        case EROFS:
+        case EACCES:
+        case EPERM:
+                snprintf(buf, size, "make %s writable (or set $XDG_STATE_HOME to a writable place)", dir);
+                break;
+        case ENOSPC:
+        case EDQUOT:
+                snprintf(buf, size, "free some space on the file system of %s", dir);
+                break;
+        default:
+                snprintf(buf, size, "check the disk that holds %s", dir);
+                break;
+        }
+        return buf;
+}
+
 /* Records the outcome of j for its account and runs j's callbacks. */
 static void job_complete(struct state_store *s, struct write_job *j) {
         struct account_state *a = j->account;
         _cleanup_free_ char *message = NULL;
+        char advice[PATH_MAX + 96];
 
         assert(a->job == j);
         a->job = NULL;
@@ -1120,7 +1141,8 @@ static void job_complete(struct state_store *s, struct write_job *j) {
                 if (a->write_error >= 0 || !a->write_message || !message ||
                     strcmp(a->write_message, message) != 0)
                         log_warning("Cannot save mailbox state: %s; keeping it in memory, will retry at the next "
-                                    "change", message ?: "out of memory");
+                                    "change; %s", message ?: "out of memory",
+                                    save_advice(j->error, s->dir, advice, sizeof(advice)));
                 a->write_error = j->error;
                 free(a->write_message);
                 a->write_message = message ? strdup(message) : NULL;
