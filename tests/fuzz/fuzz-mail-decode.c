@@ -15,8 +15,9 @@
  * Properties (mail-decode.h): decoding never fails; every result is valid
  * UTF-8 within its byte limit, without C0, DEL or C1 controls, without a
  * space at its start or a run of spaces; the sender is never empty, and is
- * the address when there is no display name; the address is "" exactly
- * when the list has no address with mailbox and host.
+ * the address when there is no display name, "(unknown sender)" when there
+ * is no address; the address is "" exactly when the list has no address
+ * with mailbox and host.
  */
 
 #include "fuzz-util.h"
@@ -71,6 +72,8 @@ static void check_from(const struct imap_envelope *e) {
         FUZZ_CHECK(!addr[0] == !has_address(l), "address \"%s\"", addr);
         if (a && !a->name)
                 FUZZ_CHECK(strcmp(from, addr) == 0, "no name, but sender \"%s\" is not address \"%s\"", from, addr);
+        if (!a)
+                FUZZ_CHECK(strcmp(from, "(unknown sender)") == 0, "no address, but sender \"%s\"", from);
         free(from);
         free(addr);
 }
