@@ -470,6 +470,25 @@ START_TEST(test_dribble) {
 }
 END_TEST
 
+/* A client gone in the middle of a slow dribble is noticed at once. */
+START_TEST(test_dribble_client_gone) {
+        static const struct fake_step script[] = {
+                FAKE_DRIBBLE_STR("* OK slow\r\n", 2000),
+        };
+        struct fake_server *f = START(script);
+        int fd = client_connect(f);
+        char c;
+        long t0;
+
+        ck_assert_int_eq(client_recv(fd, &c, 1, IO_TIMEOUT_MS), 1);
+        close(fd);
+        t0 = now_ms();
+        expect_error(f, -ECONNRESET, "went away after 1 of 11 bytes");
+        ck_assert_int_lt(now_ms() - t0, 1500);
+        fake_server_free(f);
+}
+END_TEST
+
 START_TEST(test_client_close_detected) {
         static const struct fake_step script[] = {
                 FAKE_SEND_STR("* OK\r\n"),
@@ -713,6 +732,7 @@ static Suite *fake_server_suite(void) {
         tcase_add_test(tc, test_flood_pattern);
         tcase_add_test(tc, test_flood_client_neither_reads_nor_closes);
         tcase_add_test(tc, test_dribble);
+        tcase_add_test(tc, test_dribble_client_gone);
         tcase_add_test(tc, test_sigpipe_does_not_kill);
         suite_add_tcase(s, tc);
 

@@ -408,7 +408,11 @@ static int run_dribble(struct fake_server *f, size_t i) {
                 return r;
         for (size_t k = 0; k < len; k++) {
                 if (k > 0) {
-                        r = wait_fd(f, -1, 0, now_ms() + interval);
+                        /* a client that goes away meanwhile is noticed at
+                         * once, not at the next byte or the one after */
+                        r = f->conn_eof ? POLLRDHUP : wait_fd(f, f->conn_fd, POLLRDHUP, now_ms() + interval);
+                        if (r > 0)
+                                return send_failed(f, i, -ECONNRESET, k, len);
                         if (r != -ETIMEDOUT)
                                 return fail(f, i, r, "stopped");
                 }

@@ -78,7 +78,8 @@ enum fake_op {
         FAKE_WAIT_EOF,
         FAKE_ACCEPT,            /* waits for the next connection */
         /* Sends data (or len 'x' when NULL, "%t" substituted) one byte at a
-         * time, msec between bytes (0: 1 ms). */
+         * time, msec between bytes (0: 1 ms). Fails (-ECONNRESET) as soon as
+         * the client goes away (shuts down or closes its side). */
         FAKE_DRIBBLE,
         /* Neither reads nor writes until the client goes away (shuts down or
          * closes its side), then closes. Fails if the client is still there
