@@ -390,18 +390,14 @@ static int parse_literal_header(struct imap_parser *p, const char *s, size_t n, 
 }
 
 /* quoted = DQUOTE *QUOTED-CHAR DQUOTE; QUOTED-CHAR = <any TEXT-CHAR except
- * quoted-specials> / "\" quoted-specials / UTF8-2..4. Unescaped in place
- * into a copy. */
+ * quoted-specials> / "\" quoted-specials / UTF8-2..4. Measured first, then
+ * unescaped into a copy of exactly that size: sized by the rest of the line
+ * instead, a line of 20,000 "" would cost 20,000 times the line. */
 static int parse_quoted(struct imap_parser *p, const char *s, size_t n, size_t *pos) {
-        size_t i = *pos + 1, len = 0;
+        size_t start = *pos + 1, i, len = 0;
         char *d;
 
-        /* The unescaped string is never longer than the rest of the line. */
-        d = arena_alloc(&p->arena, n - i + 1);
-        if (!d)
-                return fail(p, -ENOMEM, "out of memory");
-
-        for (;; i++) {
+        for (i = start;; i++) {
                 if (i >= n)
                         return fail(p, -EPROTO, "unterminated quoted string");
                 if (s[i] == '"')
@@ -411,10 +407,20 @@ static int parse_quoted(struct imap_parser *p, const char *s, size_t n, size_t *
                         if (i >= n || (s[i] != '"' && s[i] != '\\'))
                                 return fail(p, -EPROTO, "invalid escape in quoted string");
                 }
+                len++;
+        }
+        *pos = i + 1;
+
+        d = arena_alloc(&p->arena, len + 1);
+        if (!d)
+                return fail(p, -ENOMEM, "out of memory");
+        len = 0;
+        for (i = start; s[i] != '"'; i++) {
+                if (s[i] == '\\')
+                        i++;
                 d[len++] = s[i];
         }
         d[len] = '\0';
-        *pos = i + 1;
 
         struct imap_arg a = { .type = IMAP_ARG_STRING, .len = len, .str = d };
         return frame_push_value(p, &a);

@@ -852,6 +852,46 @@ START_TEST(test_element_limit) {
 }
 END_TEST
 
+/* Memory follows the response, not (values x line length): 20,000 empty
+ * quoted strings on one 60 KB line used to take a copy of the rest of the
+ * line each, 600 MB in all. */
+static void check_20000_empty(const struct imap_response *r, unsigned i, void *ud) {
+        const struct imap_arg *l;
+        size_t n;
+
+        ck_assert_uint_eq(r->n_args, 1);
+        ck_assert(imap_arg_get_list(&r->args[0], &l, &n));
+        ck_assert_uint_eq(n, 4);
+        ck_assert(imap_arg_get_list(&l[3], &l, &n));
+        ck_assert_uint_eq(n, 20000);
+        ck_assert_int_eq(l[19999].type, IMAP_ARG_STRING);
+        ck_assert_str_eq(l[19999].str, "");
+}
+
+START_TEST(test_quoted_strings_memory) {
+        static const char head[] = "* 1 FETCH (UID 1 X (", tail[] = "))\r\n";
+        size_t len = sizeof(head) - 1 + 3 * 20000 + sizeof(tail) - 1, n = 0;
+        char *buf = malloc(len + 1);
+        struct imap_parser *p = imap_parser_new(NULL);
+        const struct imap_response *r;
+        size_t used;
+
+        ck_assert_ptr_nonnull(buf);
+        memcpy(buf, head, sizeof(head) - 1);
+        n = sizeof(head) - 1;
+        for (int i = 0; i < 20000; i++, n += 3)
+                memcpy(buf + n, "\"\" ", 3);
+        memcpy(buf + n, tail, sizeof(tail));
+        ck_assert_int_eq(imap_parser_feed(p, buf, len, &used, &r), 1);
+        check_20000_empty(r, 0, NULL);
+        ck_assert_uint_le(imap_parser_memory(p), 4 * 1024 * 1024);
+        imap_parser_free(p);
+        for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]); s++)
+                ck_assert_int_eq(feed_split(NULL, buf, len, steps[s], check_20000_empty, NULL, NULL, 0), 1);
+        free(buf);
+}
+END_TEST
+
 START_TEST(test_failed_parser_stays_failed) {
         struct imap_parser *p = imap_parser_new(NULL);
         const struct imap_response *r;
@@ -1016,6 +1056,7 @@ Suite *imap_parser_suite(void) {
         tcase_add_test(tc, test_nul_and_control);
         tcase_add_test(tc, test_long_lines);
         tcase_add_test(tc, test_element_limit);
+        tcase_add_test(tc, test_quoted_strings_memory);
         tcase_add_test(tc, test_failed_parser_stays_failed);
         tcase_add_test(tc, test_bare_lf_and_consumed);
         tcase_add_test(tc, test_memory_trim);
