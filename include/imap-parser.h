@@ -32,8 +32,9 @@ struct imap_parser_limits {
         unsigned max_elements;  /* values (atoms, strings, lists...) in one response */
 };
 
-/* Defaults: 64 KiB lines, 1 MiB literals, 4 MiB responses, depth 16, 1M values.
- * A notifier fetches headers and flags, never whole messages. */
+/* Defaults: 64 KiB lines, 1 MiB literals, 4 MiB responses, depth 16, 100,000
+ * values. A notifier fetches headers and flags, never whole messages. One
+ * response costs its bytes plus about 60 bytes of tables per value. */
 extern const struct imap_parser_limits imap_parser_default_limits;
 
 /* ---- generic values ------------------------------------------------------ */

@@ -892,6 +892,46 @@ START_TEST(test_quoted_strings_memory) {
 }
 END_TEST
 
+/* Many values over lines joined by literals (3.5 MB, under the response
+ * limit): the value limit ends it while the parser's tables are still
+ * within twice the response limit. At 1,000,000 values they took 40 MB. */
+START_TEST(test_values_memory) {
+        size_t cap = 3600 * 1024, len = 0, peak = 0, off = 0, used;
+        char *buf = malloc(cap);
+        struct imap_parser *p = imap_parser_new(NULL);
+        const struct imap_response *r;
+        int k = 0;
+
+        ck_assert_ptr_nonnull(buf);
+        len += (size_t) snprintf(buf, cap, "* 1 FETCH (UID 1");
+        while (len + 70000 < cap) {
+                for (int i = 0; i < 10000; i++, len += 6)
+                        memcpy(buf + len, " X NIL", 6);
+                memcpy(buf + len, " X {1}\r\na", 9);
+                len += 9;
+        }
+        memcpy(buf + len, ")\r\n", 3);
+        len += 3;
+        while (off < len) {
+                size_t chunk = len - off < 65536 ? len - off : 65536;
+
+                k = imap_parser_feed(p, buf + off, chunk, &used, &r);
+                if (imap_parser_memory(p) > peak)
+                        peak = imap_parser_memory(p);
+                if (k != 0)
+                        break;
+                off += used;
+        }
+        ck_assert_int_eq(k, -EMSGSIZE);
+        ck_assert_ptr_nonnull(strstr(imap_parser_error(p), "values in one response"));
+        ck_assert_uint_le(peak, 2 * imap_parser_default_limits.max_response);
+        /* a SEARCH on a full 64 KiB line still fits */
+        ck_assert_uint_ge(imap_parser_default_limits.max_elements, 32 * 1024 + 1);
+        imap_parser_free(p);
+        free(buf);
+}
+END_TEST
+
 START_TEST(test_failed_parser_stays_failed) {
         struct imap_parser *p = imap_parser_new(NULL);
         const struct imap_response *r;
@@ -1057,6 +1097,7 @@ Suite *imap_parser_suite(void) {
         tcase_add_test(tc, test_long_lines);
         tcase_add_test(tc, test_element_limit);
         tcase_add_test(tc, test_quoted_strings_memory);
+        tcase_add_test(tc, test_values_memory);
         tcase_add_test(tc, test_failed_parser_stays_failed);
         tcase_add_test(tc, test_bare_lf_and_consumed);
         tcase_add_test(tc, test_memory_trim);
