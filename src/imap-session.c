@@ -9,8 +9,8 @@
  *   any failure -> BACKOFF (transient) or ERROR (needs the user) -> CONNECTING
  *
  * One command is in flight at a time. Untagged responses are handled in
- * every state (imap-sync.c). Every command has a timeout except IDLE after
- * its continuation.
+ * every state (imap-sync.c). The greeting and every command have a timeout,
+ * except IDLE after its continuation.
  */
 
 #include <errno.h>
@@ -292,6 +292,10 @@ static int on_cmd_timeout(sd_event_source *es, uint64_t usec, void *userdata) {
         s->cmd_timer = sd_event_source_disable_unref(s->cmd_timer);
         if (s->state == SESSION_LOGOUT)
                 session_fail(s, SESSION_BACKOFF, -ETIMEDOUT, "LOGOUT not answered");
+        else if (s->state == SESSION_GREETING)
+                session_fail(s, SESSION_BACKOFF, -ETIMEDOUT,
+                             "the server sent no complete greeting within %.1f s; reconnecting",
+                             (double) s->cmd_timeout_usec / 1e6);
         else
                 session_fail(s, SESSION_BACKOFF, -ETIMEDOUT,
                              "the server did not answer %s within %.1f s; reconnecting",
@@ -586,6 +590,8 @@ static int after_login(struct imap_session *s) {
 }
 
 static int handle_greeting(struct imap_session *s, const struct imap_response *r) {
+        /* no command is in flight yet (the password may take a while) */
+        s->cmd_timer = sd_event_source_disable_unref(s->cmd_timer);
         if (r->kind != IMAP_RESP_KIND_UNTAGGED)
                 return session_fail(s, SESSION_BACKOFF, -EPROTO, "the server did not greet");
         if (r->type == IMAP_RESP_BYE)
@@ -714,12 +720,19 @@ static void on_conn_data(struct conn *c, const void *data, size_t len, void *use
 
 static void on_conn_connected(struct conn *c, void *userdata) {
         struct imap_session *s = userdata;
+        int r;
 
         session_hold(s);
         s->tls_active = conn_is_tls(c);
         s->connected_at = now_usec();
         session_log(s, LOG_DEBUG, 0, "connected to %s%s", conn_peer(c), s->tls_active ? " (TLS)" : "");
         session_set_state(s, SESSION_GREETING);
+        /* The greeting has the command timeout too: a server that accepts
+         * and says nothing, or a byte a second, would hold the session
+         * (and its connection) forever. */
+        r = session_arm_command_timer(s);
+        if (r < 0)
+                session_fail(s, SESSION_BACKOFF, r, "cannot arm the command timer");
         session_release(s);
 }
 

@@ -314,6 +314,10 @@ static bool in_backoff(void) {
         return rec.state == SESSION_BACKOFF;
 }
 
+static bool second_backoff(void) {
+        return rec.entered[SESSION_BACKOFF] >= 2;
+}
+
 /* A server that stops answering: the command times out, reconnect. */
 START_TEST(test_command_timeout) {
         static const struct fake_step script[] = {
@@ -328,6 +332,29 @@ START_TEST(test_command_timeout) {
         ck_assert_uint_ge(now_ms() - t0, 700);
         ck_assert_msg(strstr(imap_session_last_error(sess), "did not answer EXAMINE"), "%s",
                       imap_session_last_error(sess));
+}
+END_TEST
+
+/* A server that accepts and then says nothing, or a byte a second: the
+ * greeting has the command timeout too. */
+START_TEST(test_greeting_timeout) {
+        static const struct fake_step script[] = {
+                FAKE_STEP_MS(FAKE_STALL, 3000),
+                FAKE_STEP(FAKE_ACCEPT),
+                FAKE_DRIBBLE_STR("* OK [CAPABILITY " SASL_CAPS "] slow\r\n", 300),
+                FAKE_STEP(FAKE_STALL),
+        };
+        uint64_t t0 = now_ms();
+
+        start(script, ELEMS(script), IMAP_TLS_NONE, SASL_MECH_PREF_AUTO);
+        run_until(in_backoff, 5000, "the backoff state");
+        ck_assert_uint_ge(now_ms() - t0, 700);
+        ck_assert_msg(strstr(imap_session_last_error(sess), "no complete greeting within 0.8 s"), "%s",
+                      imap_session_last_error(sess));
+        run_until(second_backoff, 5000, "the second backoff");
+        ck_assert_msg(strstr(imap_session_last_error(sess), "no complete greeting"), "%s",
+                      imap_session_last_error(sess));
+        ck_assert_uint_eq(rec.secrets_asked, 0);
 }
 END_TEST
 
@@ -494,6 +521,7 @@ Suite *quirks_suite(void) {
         tcase_add_test(tc, test_starttls_not_offered);
         tcase_add_test(tc, test_logindisabled_without_tls);
         tcase_add_test(tc, test_command_timeout);
+        tcase_add_test(tc, test_greeting_timeout);
         tcase_add_test(tc, test_oversized_literal);
         tcase_add_test(tc, test_wrong_tag);
         tcase_add_test(tc, test_xoauth2);
