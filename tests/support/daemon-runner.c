@@ -154,6 +154,10 @@ const char *daemon_runner_log(struct daemon_runner *r) {
         FILE *f = fopen(r->log_path, "r");
         size_t n = 0;
 
+        /* Keep the notify socket drained while waiting on the log: its
+         * queue holds 10 datagrams (net.unix.max_dgram_qlen), and a daemon
+         * whose STATUS= changes often would block in sd_notify(). */
+        read_notify(r);
         if (f) {
                 n = fread(buf, 1, sizeof(buf) - 1, f);
                 fclose(f);

@@ -36,7 +36,10 @@ int daemon_runner_start(struct daemon_runner *r, const char *const *args, const 
 /* Sends sig and waits; returns the wait status. */
 int daemon_runner_stop(struct daemon_runner *r, int sig);
 
-const char *daemon_runner_log(struct daemon_runner *r);         /* the whole log so far */
+/* The whole log so far. Also drains the notify socket into
+ * daemon_runner_notified(), so that waiting on the log never leaves the
+ * daemon blocked in sd_notify() on a full socket. */
+const char *daemon_runner_log(struct daemon_runner *r);
 unsigned daemon_runner_count(struct daemon_runner *r, const char *needle);
 /* true once the log holds n copies of needle, false after timeout_ms */
 bool daemon_runner_wait_log(struct daemon_runner *r, const char *needle, unsigned n, unsigned timeout_ms);
