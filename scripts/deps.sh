@@ -3,6 +3,7 @@
 # the ones that are missing: on a machine that has them all this is one dpkg-query.
 #
 #   scripts/deps.sh            build + test + demo packages
+#   scripts/deps.sh --bench    those and what `make bench` needs (plots, profilers)
 #   scripts/deps.sh --print    list what would be installed, install nothing
 set -eu
 
@@ -39,6 +40,24 @@ libnotify-bin
 fonts-dejavu-core
 "
 
+# make bench: gnuplot draws the memory plot; perf counts wake-ups by cause and,
+# with valgrind and strace, profiles a figure that misses its target.
+BENCH_PACKAGES="
+gnuplot-nox
+linux-perf
+valgrind
+strace
+"
+
+print=""
+for arg in "$@"; do
+	case "$arg" in
+	--bench) PACKAGES="$PACKAGES $BENCH_PACKAGES" ;;
+	--print) print=1 ;;
+	*) echo "usage: scripts/deps.sh [--bench] [--print]" >&2; exit 2 ;;
+	esac
+done
+
 missing=""
 for p in $PACKAGES; do
 	status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
@@ -52,7 +71,7 @@ if [ -z "$missing" ]; then
 	exit 0
 fi
 
-if [ "${1:-}" = "--print" ]; then
+if [ -n "$print" ]; then
 	echo "$missing"
 	exit 0
 fi
