@@ -3,6 +3,7 @@
 #   make            build everything into build/
 #   make check      install missing Debian packages, build, run every test suite
 #   make demo       start a throwaway Dovecot and show the protocol core at work
+#   make bench      the figures of SPEC §8 against a real Dovecot (minutes; not part of check)
 #   make fuzz       libFuzzer on every target in tests/fuzz/ (FUZZ_SECONDS each, default 60)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make clean
@@ -251,6 +252,27 @@ screenshot: deps
 demo-core: deps
 	@$(MAKE) --no-print-directory $(DEMO_BIN) $(HELPER_BINS)
 	IMAPIDLED_SRCDIR=$(CURDIR) IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) $(DEMO_BIN)
+
+# ---------------------------------------------------------------------------
+# make bench: the figures of SPEC §8 on the harness's Dovecot (bench/bench.sh says how each is
+# taken). Not part of check: minutes long, and timings on a shared machine are no test.
+# Writes $(B)/bench/results.md (also printed) and $(B)/bench/rss.png.
+BENCH_BINS  := $(patsubst bench/%.c,$(B)/bench/%,$(filter-out bench/bench-common.c,$(sort $(wildcard bench/bench-*.c))))
+BENCH_SUP   := $(B)/bench/bench-common.o $(TSUP_OBJS)
+
+$(B)/bench/%.o: override CFLAGS += $(PKG_CFLAGS) -Itests/support -Itests/harness -pthread
+
+$(BENCH_BINS): $(B)/bench/%: $(B)/bench/%.o $(BENCH_SUP) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS)
+
+bench-build: $(BINS) $(HELPER_BINS) $(BENCH_BINS)
+
+bench:
+	@scripts/deps.sh --bench
+	@$(MAKE) --no-print-directory bench-build
+	IMAPIDLED_SRCDIR=$(CURDIR) IMAPIDLED_BUILDDIR=$(CURDIR)/$(B) bench/bench.sh $(CURDIR)/$(B)/bench
+
+.PHONY: bench bench-build
 
 # ---------------------------------------------------------------------------
 DBUS_XML    := $(sort $(wildcard dbus/org.imapidled.Daemon1.*.xml))
