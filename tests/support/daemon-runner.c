@@ -16,6 +16,11 @@
 #include <unistd.h>
 
 #include "daemon-runner.h"
+#include "test-timeout.h"
+
+/* How long daemon_runner_done() gives a daemon to exit on SIGTERM: it logs
+ * out (up to 5 s) and saves its state (up to 3 s) first. */
+#define DONE_GRACE_MS 15000
 
 static uint64_t now_ms(void) {
         struct timespec ts;
@@ -57,10 +62,50 @@ int daemon_runner_init(struct daemon_runner *r, const char *parent, const char *
         return 0;
 }
 
+/* Waits up to timeout_ms for pid; true once it is reaped. */
+static bool reap(pid_t pid, unsigned timeout_ms) {
+        uint64_t deadline = now_ms() + timeout_ms;
+
+        for (;;) {
+                pid_t p = waitpid(pid, NULL, WNOHANG);
+
+                if (p == pid || (p < 0 && errno != EINTR))
+                        return true;
+                if (now_ms() > deadline)
+                        return false;
+                usleep(20 * 1000);
+        }
+}
+
+/* A note in $IMAPIDLED_SANITIZER_LOG_DIR, where `make check-asan` and `make
+ * check-valgrind` collect reports: any file there fails the run. */
+static void sanitizer_note(pid_t pid, const char *what) {
+        const char *dir = getenv("IMAPIDLED_SANITIZER_LOG_DIR");
+        char path[PATH_MAX];
+        FILE *f;
+
+        if (!dir)
+                return;
+        snprintf(path, sizeof(path), "%s/daemon-runner.%d", dir, (int) pid);
+        f = fopen(path, "a");
+        if (!f)
+                return;
+        fprintf(f, "imapidled (pid %d): %s\n", (int) pid, what);
+        fclose(f);
+}
+
 void daemon_runner_done(struct daemon_runner *r) {
         if (r->pid > 0) {
-                kill(r->pid, SIGKILL);
-                waitpid(r->pid, NULL, 0);
+                /* SIGTERM first: a daemon that exits by itself goes through
+                 * its exit path, where ASan and valgrind look for leaks. */
+                kill(r->pid, SIGTERM);
+                if (!reap(r->pid, test_timeout_ms(DONE_GRACE_MS))) {
+                        fprintf(stderr, "daemon-runner: imapidled (pid %d) still running %u ms after SIGTERM, killing it\n",
+                                (int) r->pid, test_timeout_ms(DONE_GRACE_MS));
+                        sanitizer_note(r->pid, "did not exit on SIGTERM and was killed: leaks unchecked");
+                        kill(r->pid, SIGKILL);
+                        waitpid(r->pid, NULL, 0);
+                }
                 r->pid = 0;
         }
         if (r->notify_fd >= 0)
@@ -69,18 +114,23 @@ void daemon_runner_done(struct daemon_runner *r) {
 }
 
 int daemon_runner_start(struct daemon_runner *r, const char *const *args, const char *const *env, bool watchdog) {
-        const char *b = getenv("IMAPIDLED_BUILDDIR");
-        char exe[PATH_MAX];
+        const char *b = getenv("IMAPIDLED_BUILDDIR"), *w = getenv("IMAPIDLED_DAEMON_WRAPPER");
+        char exe[PATH_MAX], wrapper[1024] = "";
         pid_t pid, parent;
 
         snprintf(exe, sizeof(exe), "%s/imapidled", b ? b : "build");
+        /* IMAPIDLED_DAEMON_WRAPPER="valgrind --leak-check=full ...": words
+         * (no quoting) that go before the daemon's argv */
+        if (w && (size_t) snprintf(wrapper, sizeof(wrapper), "%s", w) >= sizeof(wrapper))
+                return -E2BIG;
         parent = getpid();
         pid = fork();
         if (pid < 0)
                 return -errno;
         if (pid == 0) {
-                const char *argv[32] = { exe, "--config", r->config_path };
-                size_t n = 3;
+                const char *argv[64];
+                size_t n = 0;
+                char *save = NULL;
                 int fd = open(r->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
                 sigset_t none;
 
@@ -92,7 +142,13 @@ int daemon_runner_start(struct daemon_runner *r, const char *const *args, const 
                         _exit(127);
                 dup2(fd, STDERR_FILENO);
                 dup2(fd, STDOUT_FILENO);
-                for (size_t i = 0; args && args[i] && n < 31; i++)
+                for (char *word = strtok_r(wrapper, " \t", &save); word && n < 32;
+                     word = strtok_r(NULL, " \t", &save))
+                        argv[n++] = word;
+                argv[n++] = exe;
+                argv[n++] = "--config";
+                argv[n++] = r->config_path;
+                for (size_t i = 0; args && args[i] && n < 63; i++)
                         argv[n++] = args[i];
                 argv[n] = NULL;
                 sigemptyset(&none);
@@ -112,7 +168,7 @@ int daemon_runner_start(struct daemon_runner *r, const char *const *args, const 
                 }
                 for (size_t i = 0; env && env[i]; i++)
                         putenv((char *) env[i]);
-                execv(exe, (char *const *) argv);
+                execvp(argv[0], (char *const *) argv);
                 _exit(127);
         }
         r->pid = pid;
@@ -176,7 +232,7 @@ unsigned daemon_runner_count(struct daemon_runner *r, const char *needle) {
 }
 
 bool daemon_runner_wait_log(struct daemon_runner *r, const char *needle, unsigned n, unsigned timeout_ms) {
-        uint64_t deadline = now_ms() + timeout_ms;
+        uint64_t deadline = now_ms() + test_timeout_ms(timeout_ms);
 
         while (daemon_runner_count(r, needle) < n) {
                 if (now_ms() > deadline)
@@ -187,7 +243,7 @@ bool daemon_runner_wait_log(struct daemon_runner *r, const char *needle, unsigne
 }
 
 bool daemon_runner_wait_notify(struct daemon_runner *r, const char *needle, unsigned timeout_ms) {
-        uint64_t deadline = now_ms() + timeout_ms;
+        uint64_t deadline = now_ms() + test_timeout_ms(timeout_ms);
 
         for (;;) {
                 read_notify(r);

@@ -27,11 +27,15 @@ struct daemon_runner {
 
 /* Creates parent/NAME and the notify socket. Returns 0 or -errno. */
 int daemon_runner_init(struct daemon_runner *r, const char *parent, const char *name);
-/* Kills a daemon still running (SIGKILL) and closes the socket. */
+/* Stops a daemon still running (SIGTERM, so that it runs its exit path; SIGKILL
+ * if it is still there 15 s later, scaled by IMAPIDLED_TEST_TIMEOUT_SCALE) and
+ * closes the socket. */
 void daemon_runner_done(struct daemon_runner *r);
 
 /* Starts the daemon with --config; args and env ("NAME=value") may be NULL.
- * watchdog: WATCHDOG_USEC=200000 for it. Returns 0 or -errno. */
+ * watchdog: WATCHDOG_USEC=200000 for it. $IMAPIDLED_DAEMON_WRAPPER, if set,
+ * is split at blanks and goes first (valgrind and its options). Returns 0 or
+ * -errno. */
 int daemon_runner_start(struct daemon_runner *r, const char *const *args, const char *const *env, bool watchdog);
 /* Sends sig and waits; returns the wait status. */
 int daemon_runner_stop(struct daemon_runner *r, int sig);
@@ -41,7 +45,8 @@ int daemon_runner_stop(struct daemon_runner *r, int sig);
  * daemon blocked in sd_notify() on a full socket. */
 const char *daemon_runner_log(struct daemon_runner *r);
 unsigned daemon_runner_count(struct daemon_runner *r, const char *needle);
-/* true once the log holds n copies of needle, false after timeout_ms */
+/* true once the log holds n copies of needle, false after timeout_ms (this and
+ * the next one scaled by IMAPIDLED_TEST_TIMEOUT_SCALE, see test-timeout.h) */
 bool daemon_runner_wait_log(struct daemon_runner *r, const char *needle, unsigned n, unsigned timeout_ms);
 /* true once a datagram on the notify socket contained needle */
 bool daemon_runner_wait_notify(struct daemon_runner *r, const char *needle, unsigned timeout_ms);
