@@ -194,7 +194,7 @@ static void json_eval(const char *json, const char *expr, char *out, size_t size
         n = strlen(res.out);
         while (n > 0 && res.out[n - 1] == '\n')
                 res.out[--n] = 0;
-        snprintf(out, size, "%s", res.out);
+        ck_assert_msg((size_t) snprintf(out, size, "%s", res.out) < size, "%s: output too long: %s", expr, res.out);
 }
 
 static void assert_json(const char *json, const char *expr, const char *expected) {
