@@ -38,6 +38,7 @@ imagemagick
 xauth
 libnotify-bin
 fonts-dejavu-core
+valgrind
 "
 
 # make bench: gnuplot draws the memory plot; perf counts wake-ups by cause and,
