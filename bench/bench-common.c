@@ -335,6 +335,67 @@ int proc_sample_read(pid_t pid, struct proc_sample *s) {
         return 0;
 }
 
+void bench_rss_by_file(pid_t pid, char *out, size_t size) {
+        struct {
+                char name[64];
+                uint64_t rss, pd;
+        } e[128];
+        size_t n = 0, cur = SIZE_MAX, off = 0;
+        char path[64], line[1024];
+        FILE *f;
+
+        out[0] = '\0';
+        snprintf(path, sizeof(path), "/proc/%d/smaps", (int) pid);
+        f = fopen(path, "r");
+        if (!f)
+                return;
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long long v;
+                char name[512] = "";
+
+                const char *dash = strchr(line, '-'), *space = strchr(line, ' ');
+
+                /* a mapping's header: "start-end perms offset dev inode [path]" */
+                if (dash && space && dash < space) {
+                        (void) sscanf(line, "%*x-%*x %*s %*x %*s %*u %511s", name);
+                        const char *base = strrchr(name, '/');
+
+                        base = base ? base + 1 : name[0] ? name : "[anon]";
+                        cur = SIZE_MAX;
+                        for (size_t i = 0; i < n; i++)
+                                if (strcmp(e[i].name, base) == 0)
+                                        cur = i;
+                        if (cur == SIZE_MAX && n < 128) {
+                                snprintf(e[n].name, sizeof(e[n].name), "%s", base);
+                                e[n].rss = e[n].pd = 0;
+                                cur = n++;
+                        }
+                } else if (cur != SIZE_MAX && sscanf(line, "Rss: %llu kB", &v) == 1)
+                        e[cur].rss += v;
+                else if (cur != SIZE_MAX && sscanf(line, "Private_Dirty: %llu kB", &v) == 1)
+                        e[cur].pd += v;
+        }
+        fclose(f);
+        for (size_t k = 0; k < n && k < 12; k++) {
+                size_t best = k;
+                int w;
+
+                for (size_t i = k + 1; i < n; i++)
+                        if (e[i].rss > e[best].rss)
+                                best = i;
+                if (best != k) {
+                        __typeof__(e[0]) t = e[k];
+                        e[k] = e[best];
+                        e[best] = t;
+                }
+                w = snprintf(out + off, size - off, "%s%s %llu/%llu", off ? "; " : "", e[k].name,
+                             (unsigned long long) e[k].rss, (unsigned long long) e[k].pd);
+                if (w < 0 || (size_t) w >= size - off)
+                        break;
+                off += (size_t) w;
+        }
+}
+
 /* ---- delivery ------------------------------------------------------------- */
 
 static int user_entry(const struct bench_harness *h, const char *user, char *home, size_t home_size,

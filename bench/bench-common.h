@@ -79,6 +79,10 @@ struct proc_sample {
 /* Returns 0 or -errno (the process is gone). */
 int proc_sample_read(pid_t pid, struct proc_sample *s);
 
+/* Where the RSS is: /proc/PID/smaps summed by mapped file ("[heap]", "[anon]"
+ * for the rest), the biggest first, as "name rss/private_dirty KiB; ...". */
+void bench_rss_by_file(pid_t pid, char *out, size_t size);
+
 /* One message for user (text/plain, unique Message-ID and subject "bench N")
  * through dovecot-lda, as an MTA delivers. Returns 0 or -EIO. */
 int bench_deliver_lda(const struct bench_harness *h, const char *user, unsigned n);

@@ -22,7 +22,13 @@
  * process left), so every delivery takes the hibernated path.
  *
  * Output: one JSON line per delivery to --raw, and a summary JSON line
- * (percentiles by nearest rank). BENCH_TRACE=1: the daemon runs with --trace
+ * (percentiles by nearest rank).
+ *
+ * What the daemon's path costs, measured in the same run: a third client
+ * does what the daemon does on EXISTS (DONE, UID FETCH of the envelope, IDLE
+ * again) and notes when its FETCH is answered (fetch_*: the server's share
+ * of the overhead). --state-dir puts the daemon's state files elsewhere (a
+ * tmpfs: what persisting before announcing costs on the real disk). BENCH_TRACE=1: the daemon runs with --trace
  * and each delivery is logged.
  */
 
@@ -41,7 +47,8 @@
 
 #define MAX_COUNT 2000
 
-static _Atomic uint64_t t_exists[2][MAX_COUNT + 2];    /* by client, by EXISTS number */
+static _Atomic uint64_t t_exists[3][MAX_COUNT + 2];    /* by client, by EXISTS number */
+static _Atomic uint64_t t_fetched[MAX_COUNT + 2];      /* client 2: its FETCH answered, by number */
 static _Atomic uint64_t t_newmail[MAX_COUNT + 2];      /* by UID */
 static atomic_bool stop;
 static atomic_uint floor_error;
@@ -49,7 +56,42 @@ static atomic_uint floor_error;
 struct floor {
         struct test_client c;
         unsigned index;
+        bool fetch;             /* does what the daemon does on EXISTS: DONE, UID FETCH, IDLE */
 };
+
+/* Reads until the tagged response (or, with tag NULL, the continuation). */
+static int read_until(struct test_client *c, const char *tag) {
+        for (;;) {
+                const struct imap_response *resp;
+                int r = test_client_read(c, 10000, &resp);
+
+                if (r < 0)
+                        return r;
+                if (!tag && resp->kind == IMAP_RESP_KIND_CONTINUATION)
+                        return 0;
+                if (tag && resp->kind == IMAP_RESP_KIND_TAGGED)
+                        return resp->type == IMAP_RESP_OK ? 0 : -EPROTO;
+        }
+}
+
+/* The daemon's work on the server's side, without the daemon: leave IDLE,
+ * fetch what NewMail carries, IDLE again. */
+static int fetch_cycle(struct test_client *c, unsigned n) {
+        char cmd[128];
+        int r;
+
+        if (test_client_write(c, "DONE\r\n", 6) < 0 || read_until(c, "i") < 0)
+                return -EIO;
+        snprintf(cmd, sizeof(cmd), "f UID FETCH %u:* (UID FLAGS ENVELOPE INTERNALDATE RFC822.SIZE)\r\n", n);
+        if (test_client_write(c, cmd, strlen(cmd)) < 0 || read_until(c, "f") < 0)
+                return -EIO;
+        if (n <= MAX_COUNT)
+                atomic_store(&t_fetched[n], now_usec());
+        r = test_client_write(c, "i IDLE\r\n", 8);
+        if (r >= 0)
+                r = read_until(c, NULL);
+        return r;
+}
 
 static void *floor_main(void *userdata) {
         struct floor *f = userdata;
@@ -67,8 +109,14 @@ static void *floor_main(void *userdata) {
                         fprintf(stderr, "bench-latency: floor client: %s\n", c->error);
                         return NULL;
                 }
-                if (resp->type == IMAP_RESP_EXISTS && resp->number <= MAX_COUNT)
+                if (resp->type == IMAP_RESP_EXISTS && resp->number <= MAX_COUNT) {
                         atomic_store(&t_exists[f->index][resp->number], t);
+                        if (f->fetch && fetch_cycle(c, resp->number) < 0) {
+                                atomic_store(&floor_error, 1);
+                                fprintf(stderr, "bench-latency: fetching client: %s\n", c->error);
+                                return NULL;
+                        }
+                }
         }
         return NULL;
 }
@@ -139,14 +187,15 @@ int main(int argc, char **argv) {
         const char *harness_file = NULL, *label = "default", *user = "user1", *raw_path = NULL;
         unsigned count = 200;
         bool hibernate = false;
+        const char *state_dir = NULL;
         struct bench_harness h;
         struct daemon_runner d;
-        struct floor fc[2] = { { .index = 0 }, { .index = 1 } };
+        struct floor fc[3] = { { .index = 0 }, { .index = 1 }, { .index = 2, .fetch = true } };
         sd_bus *bus = NULL;
-        pthread_t floor_thread[2], bus_thread;
+        pthread_t floor_thread[3], bus_thread;
         FILE *raw = NULL;
         char general[256];
-        double *fl, *dm, *ov, *lda, *ctl;
+        double *fl, *dm, *ov, *lda, *ctl, *fx;
         unsigned hib_missed = 0;
         int r;
 
@@ -163,9 +212,11 @@ int main(int argc, char **argv) {
                         raw_path = argv[++i];
                 else if (strcmp(argv[i], "--hibernate") == 0)
                         hibernate = true;
+                else if (strcmp(argv[i], "--state-dir") == 0 && i + 1 < argc)
+                        state_dir = argv[++i];
                 else
                         bench_die("usage: bench-latency --harness FILE [--label NAME] [--user U] [--count N] "
-                                  "[--hibernate] [--raw FILE]");
+                                  "[--hibernate] [--state-dir DIR] [--raw FILE]");
         }
         if (!harness_file || count < 1 || count > MAX_COUNT)
                 bench_die("--harness FILE required, --count 1..%d", MAX_COUNT);
@@ -177,7 +228,7 @@ int main(int argc, char **argv) {
         {
                 char name[64];
 
-                snprintf(name, sizeof(name), "latency-%s", label);
+                snprintf(name, sizeof(name), "latency-%s-%d", label, (int) getpid());
                 r = daemon_runner_init(&d, h.dir, name);
                 if (r < 0)
                         bench_die("daemon_runner_init: %s", strerror(-r));
@@ -190,6 +241,8 @@ int main(int argc, char **argv) {
                 if (r < 0)
                         bench_die("config: %s", strerror(-r));
         }
+        if (state_dir)
+                snprintf(d.state_dir, sizeof(d.state_dir), "%s", state_dir);
         r = bench_daemon_start(&d, &h, 0);
         if (r < 0)
                 bench_die("daemon start: %s", strerror(-r));
@@ -209,7 +262,7 @@ int main(int argc, char **argv) {
         if (r < 0)
                 bench_die("D-Bus client: %s", strerror(-r));
 
-        for (unsigned k = 0; k < 2; k++) {
+        for (unsigned k = 0; k < 3; k++) {
                 floor_connect(&fc[k].c, &h, user);
                 if (pthread_create(&floor_thread[k], NULL, floor_main, &fc[k]) != 0)
                         bench_die("pthread_create");
@@ -222,7 +275,8 @@ int main(int argc, char **argv) {
         ov = calloc(count, sizeof(double));
         lda = calloc(count, sizeof(double));
         ctl = calloc(count, sizeof(double));
-        if (!fl || !dm || !ov || !lda || !ctl)
+        fx = calloc(count, sizeof(double));
+        if (!fl || !dm || !ov || !lda || !ctl || !fx)
                 bench_die("out of memory");
 
         fprintf(stderr, "bench-latency %s: %u deliveries to %s%s\n", label, count, user,
@@ -252,30 +306,34 @@ int main(int argc, char **argv) {
                         bench_die("delivery %u failed", i);
                 deadline = t1 + 15 * 1000000;
                 while ((!atomic_load(&t_exists[0][i]) || !atomic_load(&t_exists[1][i]) ||
-                        !atomic_load(&t_newmail[i])) &&
+                        !atomic_load(&t_fetched[i]) || !atomic_load(&t_newmail[i])) &&
                        now_usec() < deadline && !atomic_load(&floor_error))
                         sleep_usec(1000);
-                if (!atomic_load(&t_exists[0][i]) || !atomic_load(&t_exists[1][i]) || !atomic_load(&t_newmail[i]))
-                        bench_die("delivery %u: EXISTS %s/%s, NewMail %s within 15 s; daemon log:\n%s", i,
+                if (!atomic_load(&t_exists[0][i]) || !atomic_load(&t_exists[1][i]) || !atomic_load(&t_fetched[i]) ||
+                    !atomic_load(&t_newmail[i]))
+                        bench_die("delivery %u: EXISTS %s/%s, fetched %s, NewMail %s within 15 s; daemon log:\n%s", i,
                                   atomic_load(&t_exists[0][i]) ? "seen" : "missing",
                                   atomic_load(&t_exists[1][i]) ? "seen" : "missing",
+                                  atomic_load(&t_fetched[i]) ? "yes" : "no",
                                   atomic_load(&t_newmail[i]) ? "seen" : "missing", daemon_runner_log(&d));
                 fl[i - 1] = ((double) atomic_load(&t_exists[0][i]) - (double) t1) / 1000.0;
                 ctl[i - 1] = ((double) atomic_load(&t_exists[1][i]) - (double) t1) / 1000.0 - fl[i - 1];
                 dm[i - 1] = ((double) atomic_load(&t_newmail[i]) - (double) t1) / 1000.0;
                 ov[i - 1] = dm[i - 1] - fl[i - 1];
+                fx[i - 1] = ((double) atomic_load(&t_fetched[i]) - (double) t1) / 1000.0 - fl[i - 1];
                 lda[i - 1] = (double) (t1 - t0) / 1000.0;
                 if (raw)
                         fprintf(raw,
-                                "{\"i\":%u,\"lda_ms\":%.3f,\"floor_ms\":%.3f,\"floor2_ms\":%.3f,\"daemon_ms\":%.3f}\n",
-                                i, lda[i - 1], fl[i - 1], fl[i - 1] + ctl[i - 1], dm[i - 1]);
+                                "{\"i\":%u,\"lda_ms\":%.3f,\"floor_ms\":%.3f,\"floor2_ms\":%.3f,\"fetched_ms\":%.3f,"
+                                "\"daemon_ms\":%.3f}\n",
+                                i, lda[i - 1], fl[i - 1], fl[i - 1] + ctl[i - 1], fl[i - 1] + fx[i - 1], dm[i - 1]);
                 if (i % 25 == 0)
                         fprintf(stderr, "  %u/%u  floor %.1f ms  NewMail %.1f ms\n", i, count, fl[i - 1],
                                 dm[i - 1]);
         }
         atomic_store(&stop, true);
-        pthread_join(floor_thread[0], NULL);
-        pthread_join(floor_thread[1], NULL);
+        for (unsigned k = 0; k < 3; k++)
+                pthread_join(floor_thread[k], NULL);
         pthread_join(bus_thread, NULL);
 
         {
@@ -287,6 +345,7 @@ int main(int argc, char **argv) {
                 qsort(ov, count, sizeof(double), cmp_dbl);
                 qsort(lda, count, sizeof(double), cmp_dbl);
                 qsort(ctl, count, sizeof(double), cmp_dbl);
+                qsort(fx, count, sizeof(double), cmp_dbl);
                 bench_json_begin("latency");
                 bench_json_str("label", label);
                 bench_json_u64("count", count);
@@ -303,14 +362,16 @@ int main(int argc, char **argv) {
                 bench_json_dbl("control_p50_ms", pct(ctl, count, 50));
                 bench_json_dbl("control_p95_ms", pct(ctl, count, 95));
                 bench_json_dbl("control_p99_ms", pct(ctl, count, 99));
+                bench_json_dbl("fetch_p50_ms", pct(fx, count, 50));
+                bench_json_dbl("fetch_p95_ms", pct(fx, count, 95));
                 bench_json_dbl("lda_p50_ms", pct(lda, count, 50));
                 bench_json_sample("daemon_", &s);
                 bench_json_end();
         }
         if (raw)
                 fclose(raw);
-        test_client_close(&fc[0].c);
-        test_client_close(&fc[1].c);
+        for (unsigned k = 0; k < 3; k++)
+                test_client_close(&fc[k].c);
         sd_bus_flush_close_unref(bus);
         daemon_runner_stop(&d, SIGTERM);
         daemon_runner_done(&d);

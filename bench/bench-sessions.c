@@ -215,6 +215,12 @@ int main(int argc, char **argv) {
                                                : -1);
                 }
                 bench_json_sample("", &s);
+                if (n <= 10) {
+                        char by_file[2048];
+
+                        bench_rss_by_file(d.pid, by_file, sizeof(by_file));
+                        bench_json_str("rss_by_file_kib", by_file);
+                }
 
                 if (announce && n > 0) {
                         uint64_t t_drop, deadline;
@@ -283,6 +289,12 @@ int main(int argc, char **argv) {
                         r = proc_sample_read(d.pid, &s);
                         if (r >= 0)
                                 bench_json_sample("after_", &s);
+                        if (n <= 10) {
+                                char by_file[2048];
+
+                                bench_rss_by_file(d.pid, by_file, sizeof(by_file));
+                                bench_json_str("after_rss_by_file_kib", by_file);
+                        }
                 }
                 bench_json_end();
 

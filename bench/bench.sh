@@ -14,7 +14,8 @@
 #      overlaps the latency runs: an idle process's CPU time and wake-ups are its
 #      own, whatever else runs.
 #   3. latency: 200 deliveries each on "def" and "hib", against the bare IDLE
-#      clients of the same run
+#      clients of the same run; 50 more on "def" with the daemon's state files on
+#      a tmpfs (what the fsync'd state write costs)
 #   4. sessions: 0, 1, 10, 100, 1,000 accounts (runs: 3, 5, 3, 5, 2; each a fresh
 #      daemon and a first start), memory at each; start-up times from the 1 and
 #      100 runs; the 10 and 1,000 runs also deliver one message to every
@@ -133,6 +134,14 @@ BG_PIDS+=($!)
 log "latency: $LAT_COUNT deliveries, Dovecot defaults"
 run bench-latency --harness "$OUT/def.env" --label default --user user1 --count "$LAT_COUNT" \
 	--raw "$OUT/latency-default.jsonl"
+# What persisting before announcing costs: the same with the state files on a tmpfs.
+if [[ -d /dev/shm && -w /dev/shm ]]; then
+	log "latency: $((LAT_COUNT / 4)) deliveries, Dovecot defaults, the daemon's state on a tmpfs"
+	SHM_STATE=$(mktemp -d /dev/shm/imapidled-bench.XXXXXX)
+	run bench-latency --harness "$OUT/def.env" --label default-tmpfs --user user2 --count $((LAT_COUNT / 4)) \
+		--state-dir "$SHM_STATE" --raw "$OUT/latency-default-tmpfs.jsonl"
+	rm -rf "$SHM_STATE"
+fi
 log "latency: $LAT_COUNT deliveries to hibernated sessions (imap_hibernate_timeout = 1s)"
 run bench-latency --harness "$OUT/hib.env" --label hibernate --user user1 --count "$LAT_COUNT" --hibernate \
 	--raw "$OUT/latency-hibernate.jsonl"

@@ -126,6 +126,18 @@ def main():
                       (" (server: the bare client's own p99 is %s)" % fmt_ms(r["floor_p99_ms"]))
                       + ("; overhead p99 %s" % ("< 20 ms" if r["overhead_p99_ms"] < 20 else "≥ 20 ms")))))
 
+    base = lat.get("default")
+    shm = lat.get("default-tmpfs")
+    if base:
+        parts = [f"the server's DONE + UID FETCH (a bare client doing the same): {fmt_ms(base['fetch_p50_ms'])}"]
+        if shm:
+            parts.append(f"overhead with the state files on a tmpfs ({shm['count']} deliveries): "
+                         f"{fmt_ms(shm['overhead_p50_ms'])}, so the fsync'd state write costs about "
+                         f"{fmt_ms(base['overhead_p50_ms'] - shm['overhead_p50_ms'])}")
+            parts.append(f"the rest (the daemon's own work, D-Bus): about "
+                         f"{fmt_ms(shm['overhead_p50_ms'] - shm['fetch_p50_ms'])}")
+        table.append(("latency: where the median overhead goes (defaults)", "—", "; ".join(parts), "—"))
+
     # ---- sessions / memory ----
     sess = {}
     for r in by.get("sessions", []):
@@ -302,6 +314,14 @@ set key left top
     for n, m in sorted(mem.items()):
         lines.append(f"| {n} | {m['runs']} | {m['rss'] / MIB:.1f} MiB | {m['pd'] / MIB:.2f} MiB | "
                      f"{m['pss'] / MIB:.1f} MiB | {fmt_ms(m['idle_ms'])} | {m['cpu_s'] * 1000:.0f} ms |")
+    if 10 in sess:
+        r = sess[10][0]
+        if r.get("rss_by_file_kib"):
+            lines.append("")
+            lines.append("RSS by mapping with 10 accounts, KiB (Rss/Private_Dirty), idle: " + r["rss_by_file_kib"])
+        if r.get("after_rss_by_file_kib"):
+            lines.append("")
+            lines.append("... after the first new mail (libnotify and GDBus at work): " + r["after_rss_by_file_kib"])
     if "plain" in idle:
         lines.append("")
         lines.append("Idle threads (the untraced daemon): " + idle["plain"]["per_thread"])
