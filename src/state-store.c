@@ -1385,6 +1385,7 @@ int state_store_new(sd_event *e, const char *dir, struct state_store **ret) {
                 goto fail;
         }
         (void) sd_event_source_set_description(s->completion_source, "state-store-completion");
+        (void) sd_event_source_set_priority(s->completion_source, SD_EVENT_PRIORITY_IMPORTANT - 1);
 
         r = sd_event_add_defer(e, &s->dispatch_source, on_dispatch, s);
         if (r < 0)
@@ -1393,6 +1394,11 @@ int state_store_new(sd_event *e, const char *dir, struct state_store **ret) {
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_description(s->dispatch_source, "state-store-dispatch");
+        /* A new message is announced only once its state is on disk: the write
+         * is on the path from the server's EXISTS to NewMail, so it starts
+         * before the bus updates and the systemd status of the same loop
+         * iteration (make bench: latency). */
+        (void) sd_event_source_set_priority(s->dispatch_source, SD_EVENT_PRIORITY_IMPORTANT - 1);
 
         r = worker_new(s->dir, efd, &s->worker);
         if (r < 0)
