@@ -125,6 +125,7 @@ int bench_write_config(const struct bench_harness *h, const char *path, unsigned
 }
 
 static void notify_watch(int fd);
+static void notify_unwatch(void);
 
 int bench_daemon_start(struct daemon_runner *r, const struct bench_harness *h, uint64_t watchdog_usec) {
         static char bus_env[sizeof(h->dbus_address) + 32], wd_usec[64];
@@ -140,6 +141,7 @@ int bench_daemon_start(struct daemon_runner *r, const struct bench_harness *h, u
                 snprintf(wd_usec, sizeof(wd_usec), "WATCHDOG_USEC=%" PRIu64, watchdog_usec);
                 env[n++] = wd_usec;
         }
+        notify_unwatch();
         /* BENCH_TRACE=1: the daemon logs its IMAP exchange (for debugging a run) */
         {
                 const char *trace = getenv("BENCH_TRACE");
@@ -204,12 +206,19 @@ void bench_notify_reset(void) {
                 atomic_store(&nw.reached[i], 0);
 }
 
-static void notify_watch(int fd) {
+/* The previous daemon's reader goes before the next daemon starts: its socket
+ * is closed by then and the new one may well have the same descriptor
+ * number, whose first datagrams (READY=1) it would swallow. */
+static void notify_unwatch(void) {
         if (nw.running) {
                 atomic_store(&nw.stop, true);
                 pthread_join(nw.thread, NULL);
                 nw.running = false;
         }
+}
+
+static void notify_watch(int fd) {
+        notify_unwatch();
         atomic_store(&nw.stop, false);
         atomic_store(&nw.idle, 0);
         atomic_store(&nw.total, 0);

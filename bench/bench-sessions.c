@@ -184,7 +184,7 @@ int main(int argc, char **argv) {
                                 sleep_usec(1000);
                         t_all = bench_ready_time();
                         if (!t_all)
-                                bench_die("no READY=1 within 30 s");
+                                bench_die("no READY=1 within 30 s; log:\n%s", daemon_runner_log(&d));
                 }
                 t_ready = bench_ready_time();
                 atomic_store(&sampling, false);

@@ -287,10 +287,13 @@ set key left top
         plot += f'set label 1 "start-up, no account: RSS {base["rss"] / MIB:.1f} MiB, Private\\\\_Dirty {base["pd"] / MIB:.2f} MiB" at graph 0.02, graph 0.78\n'
     plot += (f'plot "{os.path.join(out, "rss.dat")}" using 1:2 with linespoints lw 2 pt 7 title "RSS", '
              f'"" using 1:3 with linespoints lw 2 pt 5 title "Private\\\\_Dirty (smaps\\\\_rollup)"\n')
-    try:
-        subprocess.run(["gnuplot"], input=plot, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        notes.append(f"no plot: gnuplot failed ({e})")
+    if not pts:
+        notes.append("no plot: no memory figures")
+    else:
+        try:
+            subprocess.run(["gnuplot"], input=plot, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            notes.append(f"no plot: gnuplot failed ({e})")
 
     # ---- the page ----
     machines = by.get("machine", [])
