@@ -516,14 +516,18 @@ int bench_maildir_drop(const struct bench_harness *h, const char *user, unsigned
                         (void) chown(d, uid, gid);
                 }
         }
+        uint64_t nonce = now_usec();
+
         /* all files first into tmp/ (not delivered yet), then every rename
          * into new/ in one go: the delivery itself is that second loop */
         for (int pass = 0; pass < 2; pass++)
                 for (unsigned i = 0; i < n; i++) {
                         char tmp[PATH_MAX + 128], dst[PATH_MAX + 128], name[96];
 
-                        snprintf(name, sizeof(name), "%u.M%uP%dQ%u.bench", 1700000000u + serial + i, serial + i,
-                                 (int) getpid(), i);
+                        /* unique across calls too: Dovecot takes a name it has seen
+                         * (now in cur/) for the same message */
+                        snprintf(name, sizeof(name), "%u.M%" PRIu64 "P%dQ%u.bench", 1700000000u + serial + i,
+                                 nonce, (int) getpid(), i);
                         snprintf(tmp, sizeof(tmp), "%s/Maildir/tmp/%s", home, name);
                         if (pass == 1 && i == 0 && ret_t_deliver)
                                 *ret_t_deliver = now_usec();
