@@ -285,6 +285,11 @@ set key left top
 """
     if base:
         plot += f'set label 1 "start-up, no account: RSS {base["rss"] / MIB:.1f} MiB, Private\\\\_Dirty {base["pd"] / MIB:.2f} MiB" at graph 0.02, graph 0.78\n'
+    if len(big) >= 2:
+        lo, hi = min(big), max(big)
+        plot += (f'set label 2 "per additional session ({lo} → {hi}): RSS '
+                 f'{(mem[hi]["rss"] - mem[lo]["rss"]) / (hi - lo):.0f} KiB, Private\\\\_Dirty '
+                 f'{(mem[hi]["pd"] - mem[lo]["pd"]) / (hi - lo):.0f} KiB" at graph 0.02, graph 0.70\n')
     plot += (f'plot "{os.path.join(out, "rss.dat")}" using 1:2 with linespoints lw 2 pt 7 title "RSS", '
              f'"" using 1:3 with linespoints lw 2 pt 5 title "Private\\\\_Dirty (smaps\\\\_rollup)"\n')
     if not pts:
