@@ -284,6 +284,8 @@ START_TEST(test_burst_updates_in_place) {
                         break;
         }
         n = notify_monitor_n_notify(mon);
+        /* every call with its reply (a snapshot taken before the reply has id 0) */
+        ck_assert(notify_monitor_wait_notify(mon, n, 5000));
         for (size_t i = 3; i < n; i++) {
                 c = notify_monitor_get(mon, i);
                 ck_assert_msg(c->replaces_id == summary->id, "Notify #%zu replaces %u, not the summary %u", i + 1,
