@@ -19,6 +19,7 @@
 
 #include "macro.h"
 #include "notify-monitor.h"
+#include "test-timeout.h"
 
 #define NOTIFY_INTERFACE "org.freedesktop.Notifications"
 #define BECOME_MONITOR_TIMEOUT_USEC (5 * 1000000ULL)
@@ -642,12 +643,13 @@ void notify_monitor_free(struct notify_monitor *m) {
 
 /* ---- the test's side ---------------------------------------------------- */
 
-/* Waits under the lock until done(m, userdata) or timeout_ms; returns the
- * last result of done. */
+/* Waits under the lock until done(m, userdata) or timeout_ms (scaled by
+ * IMAPIDLED_TEST_TIMEOUT_SCALE: the calls come from a daemon that may run
+ * under valgrind); returns the last result of done. */
 typedef bool (*wait_done_fn)(struct notify_monitor *m, void *userdata);
 
 static bool wait_for(struct notify_monitor *m, unsigned timeout_ms, wait_done_fn done, void *userdata) {
-        uint64_t deadline = now_usec() + (uint64_t) timeout_ms * 1000ULL;
+        uint64_t deadline = now_usec() + (uint64_t) test_timeout_ms(timeout_ms) * 1000ULL;
         struct timespec ts = {
                 .tv_sec = (time_t) (deadline / 1000000ULL),
                 .tv_nsec = (long) (deadline % 1000000ULL) * 1000L,

@@ -27,8 +27,8 @@
  *     notify_monitor_free(m);
  *
  * Every wait returns true as soon as the condition holds (also when it held
- * before the call), false after timeout_ms or once the bus connection is
- * gone. All functions are thread-safe. Under Check's fork mode create the
+ * before the call), false after timeout_ms (times IMAPIDLED_TEST_TIMEOUT_SCALE,
+ * see test-timeout.h) or once the bus connection is gone. All functions are thread-safe. Under Check's fork mode create the
  * monitor inside the test (or a checked fixture), so that its thread lives
  * in the process that runs the test. Free of Check.
  */
