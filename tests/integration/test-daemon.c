@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "daemon-runner.h"
+#include "test-timeout.h"
 #include "harness.h"
 #include "suites.h"
 
@@ -190,8 +191,12 @@ END_TEST
 
 /* A password command that hangs costs its account only. */
 START_TEST(test_hanging_password_command) {
-        char extra[PATH_MAX * 2];
-        static const char *const env[] = { "IMAPIDLED_SECRET_TIMEOUT_MS=700", NULL };
+        char extra[PATH_MAX * 2], timeout[64];
+        const char *env[] = { timeout, NULL };
+
+        /* short enough for the test, long enough for main's own password
+         * command when the daemon runs under valgrind (scaled) */
+        snprintf(timeout, sizeof(timeout), "IMAPIDLED_SECRET_TIMEOUT_MS=%u", test_timeout_ms(700));
 
         snprintf(extra, sizeof(extra),
                  "\n[account stuck]\nhost = %s\nport = %d\ntls = implicit\nca_file = %s\nuser = user2\n"
